@@ -1,0 +1,15 @@
+//! The pure domain core: money, identifiers, catalog entities, carts, the
+//! checkout state machine, orders and the error type.
+//!
+//! Nothing here performs I/O or reads a clock or a random source: time and
+//! fresh ids come in as arguments. Domain types derive `Serialize` where an
+//! edge needs to show them, but never `Deserialize`; input is parsed into them
+//! through constructors and `TryFrom` at the edges.
+
+pub mod error;
+pub mod ids;
+pub mod money;
+
+pub use error::{Error, ErrorCode, Result};
+pub use ids::{CartId, CheckoutId, OrderId, ProductId, Sku, VariantId};
+pub use money::{Currency, Money};
