@@ -1,1 +1,3 @@
+pub mod adapters;
 pub mod domain;
+pub mod ports;

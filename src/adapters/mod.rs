@@ -1,0 +1,5 @@
+//! Adapters: implementations of the ports in `ports.rs`. Each knows one
+//! outside system (SQLite, a payment processor, a key file) and nothing of
+//! the transports.
+
+pub mod sqlite;

@@ -1,0 +1,262 @@
+//! The ports: traits through which the gateway reaches the outside world.
+//!
+//! Adapters in `adapters/` implement them (SQLite or DynamoDB for the store,
+//! the embedded SQLite catalog or Shopify, the sandbox processor or Stripe).
+//! The gateway holds each as `Arc<dyn Trait>` and knows nothing of which one
+//! it has. Every atomic operation a backend must provide is named here, so a
+//! new backend cannot quietly skip one.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::domain::{
+    Cart, CartId, CategoryNode, CheckoutId, CheckoutSession, Currency, LedgerEntry, Money, Order,
+    OrderEvent, OrderId, Product, ProductId, Result, Sku, VariantId,
+};
+
+/// A value read from the store together with the version to use for a
+/// later compare-and-set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: u64,
+}
+
+/// A response stored under an idempotency key, replayed byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyState {
+    /// The first request holding the key is still running.
+    InProgress,
+    Completed(StoredResponse),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub key: String,
+    /// Hash of operation + resource id + canonical arguments.
+    pub fingerprint: String,
+    pub state: IdempotencyState,
+    pub expires_at: OffsetDateTime,
+}
+
+/// What [`Store::idempotency_begin`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyBegin {
+    /// The key was free and is now held by this caller (state in-progress).
+    Started,
+    /// The key is already in use; the caller compares fingerprints and
+    /// either replays, waits, or reports a conflict.
+    Existing(IdempotencyRecord),
+}
+
+/// Everything the checkout pipeline writes at completion, committed as one
+/// atomic unit: all of it lands, or none of it does.
+#[derive(Debug, Clone)]
+pub struct CheckoutCommit {
+    /// The session in its `completed` status.
+    pub session: CheckoutSession,
+    /// The version the session had when the pipeline loaded it.
+    pub expected_version: u64,
+    pub order: Order,
+    pub events: Vec<OrderEvent>,
+    /// Units to take from stock, each only if enough is left.
+    pub stock: Vec<(Sku, u32)>,
+    pub ledger: LedgerEntry,
+    /// The verified mandates, kept with the order for audit (compact JWS).
+    pub mandates: Vec<String>,
+    /// The response to store under the request's idempotency key.
+    pub idempotency: Option<(String, StoredResponse)>,
+}
+
+/// Filters for listing orders (operator tools).
+#[derive(Debug, Clone, Default)]
+pub struct OrderFilter {
+    pub owner: Option<String>,
+    pub status: Option<crate::domain::OrderStatus>,
+    pub limit: u32,
+}
+
+/// Durable state. Implementations: `adapters::sqlite::SqliteStore` (the
+/// embedded default) and the DynamoDB store. All of them must pass the
+/// contract suite in `adapters::store_contract`.
+///
+/// Every read honours expiry itself: a record past its `expires_at` reads as
+/// absent even if the backend has not yet deleted it.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap liveness check for `/health`.
+    async fn health(&self) -> Result<()>;
+
+    // Carts: put-if-absent on create, compare-and-set on update.
+    async fn insert_cart(&self, cart: &Cart) -> Result<()>;
+    async fn get_cart(&self, id: &CartId) -> Result<Option<Versioned<Cart>>>;
+    /// Writes `cart` if the stored version is still `expected`; returns the
+    /// new version, or `version_conflict`.
+    async fn update_cart(&self, cart: &Cart, expected: u64) -> Result<u64>;
+
+    // Checkout sessions: same discipline as carts.
+    async fn insert_checkout(&self, session: &CheckoutSession) -> Result<()>;
+    async fn get_checkout(&self, id: &CheckoutId) -> Result<Option<Versioned<CheckoutSession>>>;
+    async fn update_checkout(&self, session: &CheckoutSession, expected: u64) -> Result<u64>;
+
+    // Orders and their append-only events.
+    async fn get_order(&self, id: &OrderId) -> Result<Option<Versioned<Order>>>;
+    async fn list_orders(&self, filter: &OrderFilter) -> Result<Vec<Order>>;
+    async fn order_events(&self, id: &OrderId) -> Result<Vec<OrderEvent>>;
+    /// Compare-and-set on the order plus the events that explain the change,
+    /// atomically.
+    async fn update_order(&self, order: &Order, expected: u64, events: &[OrderEvent]) -> Result<u64>;
+
+    // Idempotency records.
+    /// Put-if-absent of an in-progress record for `key`.
+    async fn idempotency_begin(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<IdempotencyBegin>;
+    /// Stores the final response for a key this caller holds.
+    async fn idempotency_complete(&self, key: &str, response: &StoredResponse) -> Result<()>;
+    /// Releases a key whose request failed before any effect, so a retry
+    /// can run again.
+    async fn idempotency_release(&self, key: &str) -> Result<()>;
+    async fn idempotency_get(&self, key: &str) -> Result<Option<IdempotencyRecord>>;
+
+    /// Put-if-absent of a mandate id; `true` when newly reserved, `false`
+    /// when it was reserved before (a replay).
+    async fn reserve_mandate_id(&self, id: &str, keep_until: OffsetDateTime) -> Result<bool>;
+
+    /// Put-if-absent of a webhook event id per source; `true` when new.
+    async fn mark_webhook_seen(&self, source: &str, event_id: &str) -> Result<bool>;
+
+    // Stock.
+    async fn set_stock(&self, sku: &Sku, quantity: u32) -> Result<()>;
+    async fn get_stock(&self, sku: &Sku) -> Result<Option<u32>>;
+    /// Conditional decrement: takes `quantity` units only if at least that
+    /// many are left; returns the units remaining, or `insufficient_stock`.
+    async fn decrement_stock(&self, sku: &Sku, quantity: u32) -> Result<u32>;
+    /// Adds (or, with a negative delta, removes) units; never below zero.
+    async fn adjust_stock(&self, sku: &Sku, delta: i64) -> Result<u32>;
+
+    // Fee ledger.
+    async fn append_ledger(&self, entry: &LedgerEntry) -> Result<()>;
+    async fn ledger_entries(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        currency: Option<Currency>,
+    ) -> Result<Vec<LedgerEntry>>;
+
+    /// The checkout completion, atomically: compare-and-set the session,
+    /// decrement every stock line conditionally, insert the order (put-if-
+    /// absent), its events, the ledger entry, the mandates and the
+    /// idempotency response. Any failed condition aborts everything:
+    /// `version_conflict`, `insufficient_stock` or `already_exists`.
+    async fn commit_checkout(&self, commit: &CheckoutCommit) -> Result<()>;
+}
+
+/// A page of search results with an opaque cursor to the next page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchPage {
+    pub products: Vec<Product>,
+    pub next_cursor: Option<String>,
+}
+
+/// Catalog search input, already validated at the edge.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchQuery {
+    /// Free text; empty means "everything matching the filters".
+    pub text: String,
+    /// A category path; matches it and its children.
+    pub category: Option<String>,
+    /// Every tag must be present.
+    pub tags: Vec<String>,
+    /// Inclusive bounds in minor units, compared against variant prices.
+    pub price_min: Option<i64>,
+    pub price_max: Option<i64>,
+    pub in_stock_only: bool,
+    /// Page size; adapters clamp it to their hard maximum.
+    pub limit: u32,
+    pub cursor: Option<String>,
+}
+
+/// The product catalog. Implementations: the embedded SQLite/FTS5 catalog
+/// and Shopify's Storefront API.
+#[async_trait]
+pub trait Catalog: Send + Sync + 'static {
+    async fn search(&self, query: &SearchQuery) -> Result<SearchPage>;
+    async fn product(&self, id: &ProductId) -> Result<Option<Product>>;
+    async fn product_by_handle(&self, handle: &str) -> Result<Option<Product>>;
+    /// The product owning a variant, with that variant's id.
+    async fn variant(&self, id: &VariantId) -> Result<Option<(Product, VariantId)>>;
+    async fn by_sku(&self, sku: &Sku) -> Result<Option<(Product, VariantId)>>;
+    async fn categories(&self) -> Result<Vec<CategoryNode>>;
+}
+
+/// Outcome of a charge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChargeOutcome {
+    Succeeded { reference: String },
+    /// The buyer must act (3-D Secure and the like) at `continue_url`.
+    RequiresAction { reference: String, continue_url: String },
+    Declined { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeRequest {
+    /// Derived from the checkout id, so a retry cannot charge twice.
+    pub idempotency_key: String,
+    pub amount: Money,
+    /// The processor token from the payment mandate or instrument.
+    pub token: String,
+    pub checkout_id: CheckoutId,
+    pub order_id: OrderId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRequest {
+    pub idempotency_key: String,
+    pub charge_reference: String,
+    pub amount: Money,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentStatus {
+    Succeeded,
+    RequiresAction,
+    Failed,
+    Refunded,
+    Unknown,
+}
+
+/// A payment processor. Implementations: the sandbox (default) and Stripe.
+#[async_trait]
+pub trait Payments: Send + Sync + 'static {
+    /// The processor name used in profiles and records (`sandbox`, `stripe`).
+    fn name(&self) -> &str;
+    async fn charge(&self, request: &ChargeRequest) -> Result<ChargeOutcome>;
+    async fn refund(&self, request: &RefundRequest) -> Result<String>;
+    async fn status(&self, reference: &str) -> Result<PaymentStatus>;
+}
+
+/// The wall clock, injectable so tests control time.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The real clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
