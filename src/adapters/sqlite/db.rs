@@ -22,6 +22,17 @@ const READERS: usize = 4;
 /// A schema step: a name (for the migration log) and its SQL.
 pub type Migration = (&'static str, &'static str);
 
+/// The stock table is shared: the store decrements it at checkout and the
+/// catalog joins it to answer "in stock" filters. It is created first so
+/// both sides can rely on it.
+pub const STOCK_MIGRATION: Migration = (
+    "000_stock",
+    "CREATE TABLE IF NOT EXISTS stock (
+        sku TEXT PRIMARY KEY,
+        quantity INTEGER NOT NULL CHECK (quantity >= 0)
+    ) STRICT;",
+);
+
 pub struct Db {
     path: PathBuf,
     writer: Mutex<Connection>,
