@@ -1,4 +1,6 @@
 pub mod adapters;
+pub mod bootstrap;
+pub mod cli;
 pub mod domain;
 pub mod gateway;
 pub mod http;
