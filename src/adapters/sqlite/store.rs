@@ -955,15 +955,17 @@ impl Store for SqliteStore {
                     .optional()
                     .map_err(Error::store)?
                     .unwrap_or(0);
-                let next = current
-                    .checked_add(delta)
-                    .filter(|n| *n >= 0)
-                    .ok_or_else(|| {
-                        Error::new(
-                            ErrorCode::InsufficientStock,
-                            format!("removing {} units would take SKU {sku} below zero", -delta),
-                        )
-                    })?;
+                // i128 holds any i64 sum, so the two failures stay distinct.
+                let next = i128::from(current) + i128::from(delta);
+                if next < 0 {
+                    return Err(Error::new(
+                        ErrorCode::InsufficientStock,
+                        format!(
+                            "removing {} units would take SKU {sku} below zero",
+                            delta.unsigned_abs()
+                        ),
+                    ));
+                }
                 let next = u32::try_from(next).map_err(|_| {
                     Error::invalid(format!("stock of SKU {sku} cannot exceed {}", u32::MAX))
                 })?;
