@@ -86,8 +86,11 @@ pub struct OrderFilter {
 /// embedded default) and the DynamoDB store. All of them must pass the
 /// contract suite in `tests/store_contract`.
 ///
-/// Every read honours expiry itself: a record past its `expires_at` reads as
-/// absent even if the backend has not yet deleted it.
+/// Every read honours expiry itself: an idempotency record or mandate id
+/// past its expiry reads as absent (and can be taken over) even if the
+/// backend has not yet deleted it. Carts and checkout sessions are returned
+/// even when expired: their `is_expired` decides, so a caller can answer
+/// `session_expired` rather than `not_found`.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Cheap liveness check for `/health`.

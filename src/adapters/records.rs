@@ -47,7 +47,7 @@ fn check_schema(what: &str, schema: u32) -> Result<()> {
     if schema == 0 || schema > SCHEMA_VERSION {
         return Err(corrupt(
             what,
-            format_args!("schema version {schema} is not supported (this build reads up to {SCHEMA_VERSION})"),
+            format_args!("schema version {schema} is unknown to this build (<= {SCHEMA_VERSION})"),
         ));
     }
     Ok(())

@@ -435,6 +435,46 @@ impl OrderRow {
             body: to_json("order", &OrderRecord::from(order))?,
         })
     }
+
+    /// Put-if-absent at version 1. The order id and the checkout id are
+    /// both unique: a checkout is paid for once.
+    fn insert(&self, conn: &Connection) -> Result<()> {
+        let n = conn
+            .execute(
+                "INSERT INTO orders (id, version, checkout_id, owner, status, created_at, body)
+                 VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                params![
+                    self.id,
+                    self.checkout_id,
+                    self.owner,
+                    self.status,
+                    self.created_at,
+                    self.body
+                ],
+            )
+            .map_err(Error::store)?;
+        if n == 0 {
+            return Err(Error::new(
+                ErrorCode::AlreadyExists,
+                format!(
+                    "order {} or an order for checkout {} already exists",
+                    self.id, self.checkout_id
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn insert_mandates(conn: &Connection, order: &str, mandates: &[String]) -> Result<()> {
+    let mut stmt = conn
+        .prepare_cached("INSERT INTO order_mandates (order_id, seq, token) VALUES (?1, ?2, ?3)")
+        .map_err(Error::store)?;
+    for (seq, token) in (0_i64..).zip(mandates) {
+        stmt.execute(params![order, seq, token])
+            .map_err(Error::store)?;
+    }
+    Ok(())
 }
 
 /// The columns a cart or checkout row keeps beside its body.
@@ -1051,41 +1091,19 @@ impl Store for SqliteStore {
                 // Dropping `tx` without commit rolls back, so every early
                 // return below leaves nothing half-written.
                 let tx = immediate(conn)?;
-                session.update(&tx, "checkouts", "checkout session", commit.expected_version)?;
+                session.update(
+                    &tx,
+                    "checkouts",
+                    "checkout session",
+                    commit.expected_version,
+                )?;
                 for (sku, quantity) in &commit.stock {
                     decrement(&tx, sku.as_str(), *quantity)?;
                 }
-                let n = tx
-                    .execute(
-                        "INSERT INTO orders (id, version, checkout_id, owner, status, created_at, body)
-                         VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
-                        params![
-                            order.id,
-                            order.checkout_id,
-                            order.owner,
-                            order.status,
-                            order.created_at,
-                            order.body
-                        ],
-                    )
-                    .map_err(Error::store)?;
-                if n == 0 {
-                    // Either the order id or an order for this checkout exists.
-                    return Err(Error::new(
-                        ErrorCode::AlreadyExists,
-                        format!("an order {} or an order for checkout {} already exists", order.id, order.checkout_id),
-                    ));
-                }
+                order.insert(&tx)?;
                 insert_events(&tx, &commit.events)?;
                 insert_ledger(&tx, &commit.ledger)?;
-                {
-                    let mut stmt = tx
-                        .prepare_cached("INSERT INTO order_mandates (order_id, seq, token) VALUES (?1, ?2, ?3)")
-                        .map_err(Error::store)?;
-                    for (seq, token) in commit.mandates.iter().enumerate() {
-                        stmt.execute(params![order.id, seq as i64, token]).map_err(Error::store)?;
-                    }
-                }
+                insert_mandates(&tx, &order.id, &commit.mandates)?;
                 if let Some((key, response)) = &commit.idempotency {
                     // The session's compare-and-set, not this record, is what
                     // stops a second completion; an order that was charged must
@@ -1093,7 +1111,7 @@ impl Store for SqliteStore {
                     if !complete_idempotency(&tx, key, response, now)? {
                         tracing::warn!(
                             order = %order.id,
-                            "idempotency key was not in progress at commit; its response is not stored"
+                            "idempotency key not in progress at commit; response not stored"
                         );
                     }
                 }
