@@ -84,10 +84,13 @@ pub struct OrderFilter {
 
 /// Durable state. Implementations: `adapters::sqlite::SqliteStore` (the
 /// embedded default) and the DynamoDB store. All of them must pass the
-/// contract suite in `adapters::store_contract`.
+/// contract suite in `tests/store_contract`.
 ///
-/// Every read honours expiry itself: a record past its `expires_at` reads as
-/// absent even if the backend has not yet deleted it.
+/// Every read honours expiry itself: an idempotency record or mandate id
+/// past its expiry reads as absent (and can be taken over) even if the
+/// backend has not yet deleted it. Carts and checkout sessions are returned
+/// even when expired: their `is_expired` decides, so a caller can answer
+/// `session_expired` rather than `not_found`.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Cheap liveness check for `/health`.
@@ -109,6 +112,9 @@ pub trait Store: Send + Sync + 'static {
     async fn get_order(&self, id: &OrderId) -> Result<Option<Versioned<Order>>>;
     async fn list_orders(&self, filter: &OrderFilter) -> Result<Vec<Order>>;
     async fn order_events(&self, id: &OrderId) -> Result<Vec<OrderEvent>>;
+    /// The mandates committed with an order (compact JWS, in commit order),
+    /// for audit. Empty when the order has none or does not exist.
+    async fn order_mandates(&self, id: &OrderId) -> Result<Vec<String>>;
     /// Compare-and-set on the order plus the events that explain the change,
     /// atomically.
     async fn update_order(&self, order: &Order, expected: u64, events: &[OrderEvent]) -> Result<u64>;

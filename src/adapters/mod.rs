@@ -3,4 +3,5 @@
 //! the transports.
 
 pub mod payments;
+pub mod records;
 pub mod sqlite;
