@@ -152,6 +152,10 @@ impl GuardrailConfig {
 
     /// Runs every rule in the order of [`Rule::ALL`] and returns the
     /// re-priced lines and totals, or the first violation.
+    ///
+    /// The configuration is taken as validated: settings call
+    /// [`GuardrailConfig::validate`] at startup, so a bad limit stops the
+    /// process there rather than failing every checkout here.
     pub fn check(&self, input: &GuardrailInput<'_>) -> Result<Repriced, Violation> {
         check_transition(input.transition)?;
         check_merchant(input.merchant)?;
