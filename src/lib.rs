@@ -4,6 +4,7 @@ pub mod cli;
 pub mod domain;
 pub mod gateway;
 pub mod http;
+pub mod policy;
 pub mod ports;
 pub mod settings;
 pub mod ucp;
