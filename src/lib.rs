@@ -1,1 +1,2 @@
+pub mod ap2;
 pub mod domain;
