@@ -352,7 +352,9 @@ fn split(token: &str) -> Result<(&str, &str, &str)> {
     }
     let mut parts = token.split('.');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(h), Some(p), Some(s), None) if !h.is_empty() && !s.is_empty() => Ok((h, p, s)),
+        // An empty signature is let through to the header check, so that an
+        // `alg: none` token is reported as the algorithm problem it is.
+        (Some(h), Some(p), Some(s), None) if !h.is_empty() => Ok((h, p, s)),
         _ => Err(malformed("token is not three dot-separated base64url segments")),
     }
 }
@@ -586,6 +588,7 @@ mod tests {
                 format!("{}.{}.{}", parts[0], parts[1], b64url(&[1u8; 63])),
                 MandateInvalidSignature,
             ),
+            ("empty signature", format!("{}.{}.", parts[0], parts[1]), MandateInvalidSignature),
             (
                 "DER signature",
                 format!("{}.{}.{}", parts[0], parts[1], b64url(&der)),
