@@ -159,22 +159,16 @@ impl Fx {
 
     pub fn build(&self, spec: Spec, edit_payment: impl FnOnce(&mut PaymentClaims)) -> Ctx {
         let intent = spec.intent.sign(&spec.intent_key).expect("sign intent");
-        let checkout = CheckoutId::parse(&spec.cart_checkout).expect("checkout id");
-        let cart_signer = spec.cart_key.with_thumbprint_kid();
-        let (cart, cart_claims) = sign_cart_mandate(
-            &cart_signer,
-            CartMandateRequest {
-                merchant_base_url: MERCHANT_URL,
-                checkout_id: &checkout,
-                contents: spec.contents,
-                intent_mandate: &intent,
-                ttl: spec.cart_ttl,
-            },
-            self.now - Duration::minutes(2),
-            &mut OsRng,
-        )
-        .expect("sign cart");
-        let payment = self.payment_for(&cart, &cart_claims, &spec.payment_key, edit_payment);
+        let (cart, cart_claims) = self.cart_for(
+            &intent,
+            spec.contents,
+            &spec.cart_checkout,
+            spec.cart_ttl,
+            &spec.cart_key.with_thumbprint_kid(),
+        );
+        let mut payment = self.payment_claims(&cart, &cart_claims);
+        edit_payment(&mut payment);
+        let payment = payment.sign(&spec.payment_key).expect("sign payment");
         Ctx {
             intent,
             cart,
@@ -189,14 +183,34 @@ impl Fx {
         }
     }
 
-    pub fn payment_for(
+    /// The merchant's cart mandate over `intent`, as the gateway signs it.
+    pub fn cart_for(
         &self,
-        cart: &str,
-        cart_claims: &CartClaims,
+        intent: &str,
+        contents: CartContents,
+        checkout: &str,
+        ttl: Duration,
         signer: &PrivateKey,
-        edit: impl FnOnce(&mut PaymentClaims),
-    ) -> String {
-        let mut claims = PaymentClaims::for_cart(
+    ) -> (String, CartClaims) {
+        let checkout = CheckoutId::parse(checkout).expect("checkout id");
+        sign_cart_mandate(
+            signer,
+            CartMandateRequest {
+                merchant_base_url: MERCHANT_URL,
+                checkout_id: &checkout,
+                contents,
+                intent_mandate: intent,
+                ttl,
+            },
+            self.now - Duration::minutes(2),
+            &mut OsRng,
+        )
+        .expect("sign cart")
+    }
+
+    /// Honest payment claims for a cart mandate.
+    pub fn payment_claims(&self, cart: &str, cart_claims: &CartClaims) -> PaymentClaims {
+        PaymentClaims::for_cart(
             cart,
             cart_claims,
             PAYMENT_TOKEN,
@@ -205,9 +219,7 @@ impl Fx {
             Duration::minutes(10),
             &mut OsRng,
         )
-        .expect("payment claims");
-        edit(&mut claims);
-        claims.sign(signer).expect("sign payment")
+        .expect("payment claims")
     }
 }
 
