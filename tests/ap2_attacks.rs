@@ -320,6 +320,19 @@ fn cases() -> Vec<Case> {
             },
             MandateExpired,
         ),
+        (
+            "cart_expiry at the end of time (merchant-signed, hash not updated)",
+            |fx| {
+                let mut c = fx.chain();
+                c.cart = edit_payload(
+                    &c.cart,
+                    |p| p["contents"]["cart_expiry"] = json!("9999-12-31T23:59:59Z"),
+                    Some(&key(MERCHANT)),
+                );
+                c
+            },
+            ChainHashMismatch,
+        ),
         // --- Replay ---------------------------------------------------------
         (
             "the same chain presented twice",

@@ -342,7 +342,9 @@ pub fn sign_cart_mandate(
     if request.ttl <= Duration::ZERO {
         return Err(Error::invalid("cart mandate ttl must be positive"));
     }
-    let exp_at = now + request.ttl;
+    let exp_at = now
+        .checked_add(request.ttl)
+        .ok_or_else(|| Error::invalid("cart mandate ttl is too long"))?;
     let mut contents = request.contents;
     contents.cart_expiry = exp_at.format(&Rfc3339).map_err(Error::internal)?;
     contents.summary()?;

@@ -397,8 +397,9 @@ fn check_time(
 
 fn keep_until(exp: i64, skew: Duration) -> Result<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp(exp)
-        .map(|t| t + skew)
-        .map_err(|_| malformed("exp is out of range"))
+        .ok()
+        .and_then(|t| t.checked_add(skew))
+        .ok_or_else(|| malformed("exp is out of range"))
 }
 
 fn same_url(a: &str, b: &str) -> bool {
@@ -486,7 +487,9 @@ fn cart_steps(
             .and_then(|()| {
                 let expiry = OffsetDateTime::parse(&claims.contents.cart_expiry, &Rfc3339)
                     .map_err(|_| malformed("cart_expiry is not an RFC 3339 instant"))?;
-                if now >= expiry + skew {
+                // Only a cart_expiry at the very end of time overflows; it
+                // is then simply not past.
+                if expiry.checked_add(skew).is_some_and(|limit| now >= limit) {
                     return Err(Error::new(ErrorCode::MandateExpired, "cart has expired"));
                 }
                 Ok(())
