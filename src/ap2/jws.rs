@@ -86,7 +86,8 @@ pub fn b64url_decode(text: &str) -> Result<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(text).map_err(|_| malformed("segment is not strict base64url"))
 }
 
-fn malformed(message: impl Into<String>) -> Error {
+/// A `mandate_malformed` error; shared by the ap2 modules.
+pub(crate) fn malformed(message: impl Into<String>) -> Error {
     Error::new(ErrorCode::MandateMalformed, message)
 }
 

@@ -31,7 +31,7 @@ use sha2::{Digest as _, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
-use super::jws::{self, Es256Signer};
+use super::jws::{self, malformed, Es256Signer};
 use crate::domain::{CheckoutId, Currency, Error, ErrorCode, Money, Result, Sku};
 
 /// The `typ` header of every mandate.
@@ -39,10 +39,6 @@ pub const MANDATE_TYP: &str = "mandate+jwt";
 
 /// Longest `jti` or mandate id accepted; they become store keys.
 pub const MAX_ID_LEN: usize = 256;
-
-fn malformed(message: impl Into<String>) -> Error {
-    Error::new(ErrorCode::MandateMalformed, message)
-}
 
 /// base64url(SHA-256(ASCII of a compact token)): how one mandate names another.
 pub fn token_hash(token: &str) -> String {
@@ -70,10 +66,6 @@ pub struct Amount {
 }
 
 impl Amount {
-    pub fn from_money(money: Money) -> Self {
-        Self { amount: money.minor(), currency: money.currency().code().to_owned() }
-    }
-
     /// The amount as [`Money`]. The currency must be written in its canonical
     /// upper-case form, so that one currency has one spelling in signed data.
     pub fn to_money(&self) -> Result<Money> {
@@ -88,7 +80,7 @@ impl Amount {
 
 impl From<Money> for Amount {
     fn from(money: Money) -> Self {
-        Self::from_money(money)
+        Self { amount: money.minor(), currency: money.currency().code().to_owned() }
     }
 }
 

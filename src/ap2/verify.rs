@@ -36,17 +36,13 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
-use super::jws::{self, Verified};
+use super::jws::{self, malformed, Verified};
 use super::keys::{PublicKey, PublicKeySet};
 use super::mandates::{
     jcs_hash, token_hash, CartClaims, CartLine, CartSummary, IntentClaims, PaymentClaims,
     MANDATE_TYP, MAX_ID_LEN,
 };
 use crate::domain::{CheckoutId, Currency, Error, ErrorCode, Money, Result};
-
-fn malformed(message: impl Into<String>) -> Error {
-    Error::new(ErrorCode::MandateMalformed, message)
-}
 
 fn scope(message: impl Into<String>) -> Error {
     Error::new(ErrorCode::MandateScopeMismatch, message)
