@@ -196,7 +196,7 @@ mod tests {
             assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
         let text = fs::read_to_string(&path).unwrap();
-        assert!(text.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert!(text.starts_with(crate::ap2::keys::PEM_PKCS8));
         let second = load_or_generate(&data, None).unwrap();
         assert_eq!(first.active_kid(), second.active_kid());
     }
@@ -241,8 +241,11 @@ mod tests {
     fn bad_key_sources_name_the_source_not_the_content() {
         let dir = tempfile::tempdir().unwrap();
         let junk = dir.path().join("junk.pem");
-        fs::write(&junk, "-----BEGIN PRIVATE KEY-----\nSECRETSECRET\n-----END PRIVATE KEY-----\n")
-            .unwrap();
+        fs::write(
+            &junk,
+            format!("{}\nSECRETSECRET\n-----END PRIVATE KEY-----\n", crate::ap2::keys::PEM_PKCS8),
+        )
+        .unwrap();
         let cases = [
             KeyMaterial::File(junk.clone()),
             KeyMaterial::File(dir.path().join("missing.pem")),
