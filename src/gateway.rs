@@ -205,10 +205,17 @@ impl Gateway {
     }
 
     /// Applies `change` with compare-and-set, retrying on concurrent edits.
-    pub async fn update_cart(&self, caller: &Caller, id: &CartId, change: CartChange) -> Result<Cart> {
+    pub async fn update_cart(
+        &self,
+        caller: &Caller,
+        id: &CartId,
+        change: CartChange,
+    ) -> Result<Cart> {
         // Price lookups happen once, outside the retry loop.
         let priced = match &change {
-            CartChange::Add { variant, quantity } => Some(self.priced_line(variant, *quantity).await?),
+            CartChange::Add { variant, quantity } => {
+                Some(self.priced_line(variant, *quantity).await?)
+            }
             _ => None,
         };
         for _ in 0..CAS_ATTEMPTS {
@@ -220,7 +227,9 @@ impl Gateway {
                         cart.add(line, now)?;
                     }
                 }
-                CartChange::SetQuantity { variant, quantity } => cart.set_quantity(variant, *quantity, now)?,
+                CartChange::SetQuantity { variant, quantity } => {
+                    cart.set_quantity(variant, *quantity, now)?
+                }
                 CartChange::Remove { variant } => cart.remove(variant, now)?,
                 CartChange::Clear => cart.clear(now)?,
             }

@@ -1,4 +1,5 @@
 pub mod adapters;
+pub mod ap2;
 pub mod bootstrap;
 pub mod cli;
 pub mod domain;

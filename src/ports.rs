@@ -117,7 +117,12 @@ pub trait Store: Send + Sync + 'static {
     async fn order_mandates(&self, id: &OrderId) -> Result<Vec<String>>;
     /// Compare-and-set on the order plus the events that explain the change,
     /// atomically.
-    async fn update_order(&self, order: &Order, expected: u64, events: &[OrderEvent]) -> Result<u64>;
+    async fn update_order(
+        &self,
+        order: &Order,
+        expected: u64,
+        events: &[OrderEvent],
+    ) -> Result<u64>;
 
     // Idempotency records.
     /// Put-if-absent of an in-progress record for `key`.
@@ -208,10 +213,17 @@ pub trait Catalog: Send + Sync + 'static {
 /// Outcome of a charge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChargeOutcome {
-    Succeeded { reference: String },
+    Succeeded {
+        reference: String,
+    },
     /// The buyer must act (3-D Secure and the like) at `continue_url`.
-    RequiresAction { reference: String, continue_url: String },
-    Declined { reason: String },
+    RequiresAction {
+        reference: String,
+        continue_url: String,
+    },
+    Declined {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

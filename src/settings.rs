@@ -131,10 +131,9 @@ impl Settings {
     }
 
     pub fn from_raw(raw: RawSettings) -> Result<Self> {
-        let listen: SocketAddr = raw
-            .listen
-            .parse()
-            .map_err(|e| bad("listen", format!("{:?} is not an IP:port address ({e})", raw.listen)))?;
+        let listen: SocketAddr = raw.listen.parse().map_err(|e| {
+            bad("listen", format!("{:?} is not an IP:port address ({e})", raw.listen))
+        })?;
         let public_base_url = match raw.public_base_url {
             Some(u) => {
                 let parsed = url::Url::parse(&u).map_err(|e| bad("public_base_url", e))?;
@@ -210,7 +209,10 @@ mod tests {
         let cases: Vec<(RawSettings, &str)> = vec![
             (RawSettings { listen: "nope".into(), ..Default::default() }, "listen"),
             (RawSettings { currency: "ZZZ".into(), ..Default::default() }, "currency"),
-            (RawSettings { public_base_url: Some("ftp://x".into()), ..Default::default() }, "public_base_url"),
+            (
+                RawSettings { public_base_url: Some("ftp://x".into()), ..Default::default() },
+                "public_base_url",
+            ),
             (RawSettings { checkout_ttl_secs: 1, ..Default::default() }, "checkout_ttl_secs"),
             (RawSettings { max_body_bytes: 1, ..Default::default() }, "max_body_bytes"),
             (RawSettings { merchant_name: " ".into(), ..Default::default() }, "merchant_name"),
@@ -224,11 +226,15 @@ mod tests {
     #[test]
     fn layers_apply_in_order_and_secrets_do_not_print() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("agentgate.toml", "merchant_name = \"File Shop\"\nlisten = \"127.0.0.1:9000\"\n")?;
+            jail.create_file(
+                "agentgate.toml",
+                "merchant_name = \"File Shop\"\nlisten = \"127.0.0.1:9000\"\n",
+            )?;
             jail.set_env("AGENTGATE_LISTEN", "127.0.0.1:9100");
             jail.set_env("AGENTGATE_SIGNING_KEY", "super-secret-value");
             let overrides = Overrides { data_dir: Some("/tmp/x".into()), ..Default::default() };
-            let s = Settings::load(Some(Path::new("agentgate.toml")), &overrides).map_err(|e| e.to_string())?;
+            let s = Settings::load(Some(Path::new("agentgate.toml")), &overrides)
+                .map_err(|e| e.to_string())?;
             assert_eq!(s.merchant_name, "File Shop");
             assert_eq!(s.listen.port(), 9100, "env beats file");
             assert_eq!(s.data_dir, PathBuf::from("/tmp/x"), "flags beat env");
@@ -243,9 +249,11 @@ mod tests {
     fn unknown_keys_and_missing_files_are_refused() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("bad.toml", "merchnt_name = \"typo\"\n")?;
-            let err = Settings::load(Some(Path::new("bad.toml")), &Overrides::default()).unwrap_err();
+            let err =
+                Settings::load(Some(Path::new("bad.toml")), &Overrides::default()).unwrap_err();
             assert!(err.message().contains("merchnt_name"), "{}", err.message());
-            let err = Settings::load(Some(Path::new("missing.toml")), &Overrides::default()).unwrap_err();
+            let err =
+                Settings::load(Some(Path::new("missing.toml")), &Overrides::default()).unwrap_err();
             assert!(err.message().contains("does not exist"));
             Ok(())
         });

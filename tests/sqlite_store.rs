@@ -147,27 +147,12 @@ async fn everything_survives_a_restart() {
     store.insert_checkout(&open_session).await.unwrap();
     let paid_session = session("chk_paid");
     store.insert_checkout(&paid_session).await.unwrap();
-    store
-        .set_stock(&Sku::parse("S1").unwrap(), 7)
-        .await
-        .unwrap();
-    store
-        .set_stock(&Sku::parse("EMPTY").unwrap(), 0)
-        .await
-        .unwrap();
-    store
-        .idempotency_begin("held", "fp-held", later())
-        .await
-        .unwrap();
-    store
-        .idempotency_begin("done", "fp-done", later())
-        .await
-        .unwrap();
+    store.set_stock(&Sku::parse("S1").unwrap(), 7).await.unwrap();
+    store.set_stock(&Sku::parse("EMPTY").unwrap(), 0).await.unwrap();
+    store.idempotency_begin("held", "fp-held", later()).await.unwrap();
+    store.idempotency_begin("done", "fp-done", later()).await.unwrap();
     let mut placed = commit(&paid_session, "ord_restart");
-    let response = StoredResponse {
-        status: 201,
-        body: b"{\"id\":\"ord_restart\"}".to_vec(),
-    };
+    let response = StoredResponse { status: 201, body: b"{\"id\":\"ord_restart\"}".to_vec() };
     placed.idempotency = Some(("done".into(), response));
     store.commit_checkout(&placed).await.unwrap();
     let reversal = LedgerEntry {
@@ -179,16 +164,10 @@ async fn everything_survives_a_restart() {
         at: T0 + Duration::days(1),
     };
     store.append_ledger(&reversal).await.unwrap();
-    store
-        .reserve_mandate_id("mandate-1", later())
-        .await
-        .unwrap();
+    store.reserve_mandate_id("mandate-1", later()).await.unwrap();
     store.mark_webhook_seen("stripe", "evt_1").await.unwrap();
 
-    let range = (
-        datetime!(2000-01-01 0:00 UTC),
-        datetime!(2100-01-01 0:00 UTC),
-    );
+    let range = (datetime!(2000-01-01 0:00 UTC), datetime!(2100-01-01 0:00 UTC));
     let before = (
         store.get_cart(&cart.id).await.unwrap(),
         store.get_checkout(&open_session.id).await.unwrap(),
@@ -200,10 +179,7 @@ async fn everything_survives_a_restart() {
         store.ledger_entries(range.0, range.1, None).await.unwrap(),
         [
             store.get_stock(&Sku::parse("S1").unwrap()).await.unwrap(),
-            store
-                .get_stock(&Sku::parse("EMPTY").unwrap())
-                .await
-                .unwrap(),
+            store.get_stock(&Sku::parse("EMPTY").unwrap()).await.unwrap(),
         ],
         store.idempotency_get("held").await.unwrap(),
         store.idempotency_get("done").await.unwrap(),
@@ -227,49 +203,29 @@ async fn everything_survives_a_restart() {
         store.ledger_entries(range.0, range.1, None).await.unwrap(),
         [
             store.get_stock(&Sku::parse("S1").unwrap()).await.unwrap(),
-            store
-                .get_stock(&Sku::parse("EMPTY").unwrap())
-                .await
-                .unwrap(),
+            store.get_stock(&Sku::parse("EMPTY").unwrap()).await.unwrap(),
         ],
         store.idempotency_get("held").await.unwrap(),
         store.idempotency_get("done").await.unwrap(),
     );
     assert_eq!(after, before);
-    assert_eq!(
-        after.1.unwrap().value,
-        open_session,
-        "the session, token included"
-    );
+    assert_eq!(after.1.unwrap().value, open_session, "the session, token included");
 
     // Put-if-absent and compare-and-set state carried over too.
-    assert!(!store
-        .reserve_mandate_id("mandate-1", later())
-        .await
-        .unwrap());
+    assert!(!store.reserve_mandate_id("mandate-1", later()).await.unwrap());
     assert!(!store.mark_webhook_seen("stripe", "evt_1").await.unwrap());
     assert!(matches!(
-        store
-            .idempotency_begin("held", "fp-held", later())
-            .await
-            .unwrap(),
+        store.idempotency_begin("held", "fp-held", later()).await.unwrap(),
         IdempotencyBegin::Existing(_)
     ));
     assert_eq!(store.update_cart(&cart, 2).await.unwrap(), 3);
-    assert_eq!(
-        store.update_cart(&cart, 2).await.unwrap_err().code(),
-        ErrorCode::VersionConflict
-    );
+    assert_eq!(store.update_cart(&cart, 2).await.unwrap_err().code(), ErrorCode::VersionConflict);
 }
 
 /// Runs raw SQL on the store's database, as a damaged file or a careless
 /// manual edit would.
 async fn tamper(store: &SqliteStore, sql: &'static str) {
-    store
-        .db()
-        .write(move |c| c.execute_batch(sql).map_err(Error::store))
-        .await
-        .unwrap();
+    store.db().write(move |c| c.execute_batch(sql).map_err(Error::store)).await.unwrap();
 }
 
 /// Damaged rows become `internal` errors (logged, detail hidden) instead of
@@ -308,10 +264,7 @@ async fn damaged_rows_are_errors_not_panics() {
         let fresh = SqliteStore::open(&dir.path().join(name.replace([' ', ':'], "_"))).unwrap();
         let s = session("chk_1");
         fresh.insert_checkout(&s).await.unwrap();
-        fresh
-            .set_stock(&Sku::parse("S1").unwrap(), 5)
-            .await
-            .unwrap();
+        fresh.set_stock(&Sku::parse("S1").unwrap(), 5).await.unwrap();
         fresh.commit_checkout(&commit(&s, "ord_1")).await.unwrap();
         let all_good = [
             fresh.get_checkout(&checkout).await.map(|_| ()),
@@ -322,15 +275,9 @@ async fn damaged_rows_are_errors_not_panics() {
                 .ledger_entries(T0 - Duration::days(1), T0 + Duration::days(1), None)
                 .await
                 .map(|_| ()),
-            fresh
-                .get_stock(&Sku::parse("S2").unwrap())
-                .await
-                .map(|_| ()),
+            fresh.get_stock(&Sku::parse("S2").unwrap()).await.map(|_| ()),
         ];
-        assert!(
-            all_good.iter().all(Result::is_ok),
-            "{name}: broken before tampering"
-        );
+        assert!(all_good.iter().all(Result::is_ok), "{name}: broken before tampering");
 
         tamper(&fresh, sql).await;
         let reads = [
@@ -342,10 +289,7 @@ async fn damaged_rows_are_errors_not_panics() {
                 .ledger_entries(datetime!(1970-01-01 0:00 UTC), T0 + Duration::days(1), None)
                 .await
                 .map(|_| ()),
-            fresh
-                .get_stock(&Sku::parse("S2").unwrap())
-                .await
-                .map(|_| ()),
+            fresh.get_stock(&Sku::parse("S2").unwrap()).await.map(|_| ()),
         ];
         let failed: Vec<_> = reads.iter().filter_map(|r| r.as_ref().err()).collect();
         assert!(!failed.is_empty(), "{name}: no read noticed the damage");
@@ -355,11 +299,7 @@ async fn damaged_rows_are_errors_not_panics() {
         }
         // Everything else is still served.
         fresh.health().await.unwrap();
-        assert_eq!(
-            fresh.get_stock(&Sku::parse("S1").unwrap()).await.unwrap(),
-            Some(4),
-            "{name}"
-        );
+        assert_eq!(fresh.get_stock(&Sku::parse("S1").unwrap()).await.unwrap(), Some(4), "{name}");
     }
 }
 

@@ -76,10 +76,7 @@ pub struct MoneyRecord {
 
 impl From<&Money> for MoneyRecord {
     fn from(m: &Money) -> Self {
-        Self {
-            amount: m.minor(),
-            currency: m.currency().code().to_owned(),
-        }
+        Self { amount: m.minor(), currency: m.currency().code().to_owned() }
     }
 }
 
@@ -200,10 +197,7 @@ impl TryFrom<CartRecord> for Cart {
         Ok(Cart::restore(
             cart_id(W, &r.id)?,
             currency(W, &r.currency)?,
-            r.lines
-                .into_iter()
-                .map(CartLine::try_from)
-                .collect::<Result<_>>()?,
+            r.lines.into_iter().map(CartLine::try_from).collect::<Result<_>>()?,
             CartStatus::parse(&r.status).map_err(|e| corrupt(W, e))?,
             r.owner,
             r.created_at,
@@ -356,10 +350,7 @@ impl TryFrom<FulfillmentSelectionRecord> for FulfillmentSelection {
             address: r.address.map(Into::into),
             option_id: r.option_id,
             option_title: r.option_title,
-            amount: r
-                .amount
-                .map(|m| m.to_domain("fulfillment selection"))
-                .transpose()?,
+            amount: r.amount.map(|m| m.to_domain("fulfillment selection")).transpose()?,
         })
     }
 }
@@ -605,21 +596,11 @@ impl TryFrom<CheckoutRecord> for CheckoutSession {
         // `new` is the only way to build a session outside its module; it is
         // given no lines (so it computes nothing that could fail) and every
         // field it set is then overwritten with the stored value.
-        let mut s = CheckoutSession::new(
-            id,
-            cur,
-            Vec::new(),
-            r.owner,
-            r.created_at,
-            time::Duration::ZERO,
-        )
-        .map_err(|e| corrupt(W, e))?;
+        let mut s =
+            CheckoutSession::new(id, cur, Vec::new(), r.owner, r.created_at, time::Duration::ZERO)
+                .map_err(|e| corrupt(W, e))?;
         s.cart_id = r.cart_id.map(|c| cart_id(W, &c)).transpose()?;
-        s.line_items = r
-            .line_items
-            .into_iter()
-            .map(LineItem::try_from)
-            .collect::<Result<_>>()?;
+        s.line_items = r.line_items.into_iter().map(LineItem::try_from).collect::<Result<_>>()?;
         s.buyer = r.buyer.into();
         s.fulfillment = r.fulfillment.try_into()?;
         s.discount_codes = r.discount_codes;
@@ -817,10 +798,7 @@ impl TryFrom<OrderRecord> for Order {
             status,
             r.owner,
             r.buyer_email,
-            r.lines
-                .into_iter()
-                .map(OrderLine::try_from)
-                .collect::<Result<_>>()?,
+            r.lines.into_iter().map(OrderLine::try_from).collect::<Result<_>>()?,
             r.totals.try_into()?,
             r.fee.to_domain(W)?,
             r.payment.try_into()?,
@@ -839,20 +817,10 @@ impl TryFrom<OrderRecord> for Order {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum OrderEventKindRecord {
-    StatusChanged {
-        from: Option<String>,
-        to: String,
-    },
-    Fulfillment {
-        fulfillment: FulfillmentRecord,
-    },
-    Refund {
-        amount: MoneyRecord,
-        reference: String,
-    },
-    Note {
-        text: String,
-    },
+    StatusChanged { from: Option<String>, to: String },
+    Fulfillment { fulfillment: FulfillmentRecord },
+    Refund { amount: MoneyRecord, reference: String },
+    Note { text: String },
 }
 
 impl From<&OrderEventKind> for OrderEventKindRecord {
@@ -862,13 +830,12 @@ impl From<&OrderEventKind> for OrderEventKindRecord {
                 from: from.map(|s| s.as_str().to_owned()),
                 to: to.as_str().to_owned(),
             },
-            OrderEventKind::Fulfillment { fulfillment } => Self::Fulfillment {
-                fulfillment: fulfillment.into(),
-            },
-            OrderEventKind::Refund { amount, reference } => Self::Refund {
-                amount: amount.into(),
-                reference: reference.clone(),
-            },
+            OrderEventKind::Fulfillment { fulfillment } => {
+                Self::Fulfillment { fulfillment: fulfillment.into() }
+            }
+            OrderEventKind::Refund { amount, reference } => {
+                Self::Refund { amount: amount.into(), reference: reference.clone() }
+            }
             OrderEventKind::Note { text } => Self::Note { text: text.clone() },
         }
     }
@@ -885,13 +852,12 @@ impl TryFrom<OrderEventKindRecord> for OrderEventKind {
                 from: from.as_deref().map(status).transpose()?,
                 to: status(&to)?,
             },
-            OrderEventKindRecord::Fulfillment { fulfillment } => OrderEventKind::Fulfillment {
-                fulfillment: fulfillment.into(),
-            },
-            OrderEventKindRecord::Refund { amount, reference } => OrderEventKind::Refund {
-                amount: amount.to_domain(W)?,
-                reference,
-            },
+            OrderEventKindRecord::Fulfillment { fulfillment } => {
+                OrderEventKind::Fulfillment { fulfillment: fulfillment.into() }
+            }
+            OrderEventKindRecord::Refund { amount, reference } => {
+                OrderEventKind::Refund { amount: amount.to_domain(W)?, reference }
+            }
             OrderEventKindRecord::Note { text } => OrderEventKind::Note { text },
         })
     }
@@ -1125,22 +1091,16 @@ mod tests {
         s.order_id = Some(OrderId::parse("ord_1").unwrap());
         s.ucp_version = Some("2026-04-08".into());
         s.capabilities = vec!["dev.ucp.shopping.checkout".into()];
-        s.transition(CheckoutStatus::ReadyForComplete, at(1_800_000_100))
-            .unwrap()
+        s.transition(CheckoutStatus::ReadyForComplete, at(1_800_000_100)).unwrap()
     }
 
     #[test]
     fn a_checkout_round_trips_through_json_with_its_token() {
         let s = full_session();
         let json = to_json("checkout", &CheckoutRecord::from(&s)).unwrap();
-        assert!(
-            json.contains("tok_secret"),
-            "the store must keep the payment token"
-        );
-        let back: CheckoutSession = from_json::<CheckoutRecord>("checkout", &json)
-            .unwrap()
-            .try_into()
-            .unwrap();
+        assert!(json.contains("tok_secret"), "the store must keep the payment token");
+        let back: CheckoutSession =
+            from_json::<CheckoutRecord>("checkout", &json).unwrap().try_into().unwrap();
         assert_eq!(back, s);
         assert_eq!(back.status(), CheckoutStatus::ReadyForComplete);
     }
@@ -1157,11 +1117,7 @@ mod tests {
             vec![],
             totals,
             usd(30),
-            PaymentRecord {
-                processor: "sandbox".into(),
-                reference: "ch_1".into(),
-                amount: usd(0),
-            },
+            PaymentRecord { processor: "sandbox".into(), reference: "ch_1".into(), amount: usd(0) },
             at(1_800_000_000),
         );
         let fulfillment = Fulfillment {
@@ -1177,19 +1133,13 @@ mod tests {
         assert_eq!(back, order);
 
         let kinds = [
-            OrderEventKind::StatusChanged {
-                from: None,
-                to: OrderStatus::Paid,
-            },
+            OrderEventKind::StatusChanged { from: None, to: OrderStatus::Paid },
             OrderEventKind::StatusChanged {
                 from: Some(OrderStatus::Paid),
                 to: OrderStatus::Fulfilled,
             },
             OrderEventKind::Fulfillment { fulfillment },
-            OrderEventKind::Refund {
-                amount: usd(100),
-                reference: "re_1".into(),
-            },
+            OrderEventKind::Refund { amount: usd(100), reference: "re_1".into() },
             OrderEventKind::Note { text: "hi".into() },
         ];
         for kind in kinds {
@@ -1202,10 +1152,8 @@ mod tests {
                 trace_id: "t".into(),
             };
             let json = to_json("event", &OrderEventRecord::from(&event)).unwrap();
-            let back: OrderEvent = from_json::<OrderEventRecord>("event", &json)
-                .unwrap()
-                .try_into()
-                .unwrap();
+            let back: OrderEvent =
+                from_json::<OrderEventRecord>("event", &json).unwrap().try_into().unwrap();
             assert_eq!(back, event);
         }
 
@@ -1219,14 +1167,8 @@ mod tests {
         };
         let back: LedgerEntry = LedgerRecord::try_from(&entry).unwrap().try_into().unwrap();
         assert_eq!(back, entry);
-        let mixed = LedgerEntry {
-            fee: Money::new(1, Currency::parse("EUR").unwrap()),
-            ..entry
-        };
-        assert_eq!(
-            LedgerRecord::try_from(&mixed).unwrap_err().code(),
-            ErrorCode::CurrencyMismatch
-        );
+        let mixed = LedgerEntry { fee: Money::new(1, Currency::parse("EUR").unwrap()), ..entry };
+        assert_eq!(LedgerRecord::try_from(&mixed).unwrap_err().code(), ErrorCode::CurrencyMismatch);
     }
 
     /// Stored JSON that is damaged in any way becomes an `internal` error,
@@ -1234,10 +1176,8 @@ mod tests {
     #[test]
     fn corrupt_records_are_internal_errors() {
         let good = serde_json::to_value(CheckoutRecord::from(&full_session())).unwrap();
-        let cases: &[(&str, serde_json::Value)] = &[
-            ("future schema", serde_json::json!(99)),
-            ("zero schema", serde_json::json!(0)),
-        ];
+        let cases: &[(&str, serde_json::Value)] =
+            &[("future schema", serde_json::json!(99)), ("zero schema", serde_json::json!(0))];
         for (name, schema) in cases {
             let mut v = good.clone();
             v["schema"] = schema.clone();
@@ -1297,9 +1237,7 @@ mod tests {
         let event = |id: &str| OrderEvent {
             order_id: OrderId::parse(id).unwrap(),
             at: at(0),
-            kind: OrderEventKind::Note {
-                text: String::new(),
-            },
+            kind: OrderEventKind::Note { text: String::new() },
             actor: String::new(),
             reason: String::new(),
             trace_id: String::new(),

@@ -1,6 +1,9 @@
 //! The command line: `serve` and the operator and agent-side tools. Parsing
 //! only; each command hands off to the library.
 
+pub mod keys;
+pub mod mandate;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -8,7 +11,11 @@ use clap::{Parser, Subcommand};
 use crate::settings::{LogFormat, Overrides};
 
 #[derive(Debug, Parser)]
-#[command(name = "agentgate", version, about = "A safe gateway for AI buying agents (UCP, AP2, MCP)")]
+#[command(
+    name = "agentgate",
+    version,
+    about = "A safe gateway for AI buying agents (UCP, AP2, MCP)"
+)]
 pub struct Cli {
     /// A TOML settings file (env: AGENTGATE_CONFIG).
     #[arg(long, global = true, env = "AGENTGATE_CONFIG")]
@@ -21,6 +28,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP gateway.
     Serve(ServeArgs),
+    /// Make and inspect ES256 key files.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Sign and verify AP2 mandates (agent side and offline checks).
+    #[command(subcommand)]
+    Mandate(mandate::MandateCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -38,7 +51,11 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     pub fn overrides(&self) -> Overrides {
-        Overrides { listen: self.listen.clone(), data_dir: self.data_dir.clone(), log_format: self.log_format }
+        Overrides {
+            listen: self.listen.clone(),
+            data_dir: self.data_dir.clone(),
+            log_format: self.log_format,
+        }
     }
 }
 

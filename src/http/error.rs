@@ -37,8 +37,8 @@ pub fn error_body(err: &Error) -> serde_json::Value {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.0.code().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.0.code().http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (status, axum::Json(error_body(&self.0))).into_response();
         if let Some(secs) = self.0.retry_after() {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
@@ -75,9 +75,10 @@ fn json_rejection(rejection: JsonRejection) -> Error {
             ErrorCode::UnsupportedMediaType,
             "the request body must be JSON with Content-Type: application/json",
         ),
-        JsonRejection::JsonSyntaxError(e) => {
-            Error::new(ErrorCode::MalformedJson, format!("the request body is not valid JSON: {}", e.body_text()))
-        }
+        JsonRejection::JsonSyntaxError(e) => Error::new(
+            ErrorCode::MalformedJson,
+            format!("the request body is not valid JSON: {}", e.body_text()),
+        ),
         JsonRejection::JsonDataError(e) => Error::new(ErrorCode::InvalidInput, e.body_text()),
         JsonRejection::BytesRejection(e) => {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {

@@ -78,14 +78,19 @@ pub fn app(state: AppState) -> Router {
 
 /// Serves `app` on `listener` until SIGINT or SIGTERM, then drains
 /// in-flight requests for up to `grace`.
-pub async fn serve(listener: tokio::net::TcpListener, router: Router, grace: Duration) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    grace: Duration,
+) -> std::io::Result<()> {
     let (tx, rx) = tokio::sync::watch::channel(());
-    let server = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutdown signal received; draining connections");
-            let _ = tx.send(());
-        });
+    let server =
+        axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                tracing::info!("shutdown signal received; draining connections");
+                let _ = tx.send(());
+            });
     let mut rx2 = rx.clone();
     tokio::select! {
         res = server => res,

@@ -16,14 +16,15 @@ pub async fn health(State(state): State<AppState>) -> Response {
 /// Serves a precomputed JSON document with a strong ETag and public caching,
 /// answering `304 Not Modified` to a matching `If-None-Match`.
 fn cached_document(headers: &HeaderMap, body: &bytes::Bytes, etag: &HeaderValue) -> Response {
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag.to_str().unwrap_or("") || t.trim() == "*"));
+    let matches =
+        headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+            v.split(',').any(|t| t.trim() == etag.to_str().unwrap_or("") || t.trim() == "*")
+        });
     let mut resp = if matches {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.clone()).into_response()
+        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.clone())
+            .into_response()
     };
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
@@ -43,7 +44,8 @@ impl StaticDoc {
         let body = bytes::Bytes::from(serde_json::to_vec(value).unwrap_or_default());
         let digest = Sha256::digest(&body);
         let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-        let etag = HeaderValue::from_str(&format!("\"{hex}\"")).unwrap_or(HeaderValue::from_static("\"0\""));
+        let etag = HeaderValue::from_str(&format!("\"{hex}\""))
+            .unwrap_or(HeaderValue::from_static("\"0\""));
         Self { body, etag }
     }
 }

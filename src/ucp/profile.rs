@@ -44,7 +44,11 @@ pub fn business_profile(input: &ProfileInput<'_>) -> Value {
         capability("dev.ucp.shopping.catalog.search", "catalog_search", None),
         capability("dev.ucp.shopping.catalog.lookup", "catalog_lookup", None),
         capability("dev.ucp.shopping.order", "order", None),
-        capability("dev.ucp.shopping.fulfillment", "fulfillment", Some("dev.ucp.shopping.checkout")),
+        capability(
+            "dev.ucp.shopping.fulfillment",
+            "fulfillment",
+            Some("dev.ucp.shopping.checkout"),
+        ),
         capability("dev.ucp.shopping.discount", "discount", Some("dev.ucp.shopping.checkout")),
     ]
     .into_iter()

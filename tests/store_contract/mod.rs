@@ -43,10 +43,7 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new(store: Arc<dyn Store>, guard: impl Any + Send) -> Self {
-        Self {
-            store,
-            _guard: Box::new(guard),
-        }
+        Self { store, _guard: Box::new(guard) }
     }
 }
 
@@ -155,13 +152,8 @@ fn later() -> OffsetDateTime {
 }
 
 fn cart() -> Cart {
-    let mut cart = Cart::new(
-        cart_id(),
-        Currency::usd(),
-        Some("agent-a".into()),
-        T0,
-        Duration::hours(1),
-    );
+    let mut cart =
+        Cart::new(cart_id(), Currency::usd(), Some("agent-a".into()), T0, Duration::hours(1));
     for (i, price) in [1250, 99].into_iter().enumerate() {
         cart.add(
             CartLine {
@@ -195,11 +187,7 @@ fn line(n: usize, sku_name: &str, quantity: u32) -> LineItem {
 
 /// A session with every optional field filled, in `ready_for_complete`.
 fn full_session(lines: &[(&str, u32)]) -> CheckoutSession {
-    let items = lines
-        .iter()
-        .enumerate()
-        .map(|(i, (s, q))| line(i + 1, s, *q))
-        .collect();
+    let items = lines.iter().enumerate().map(|(i, (s, q))| line(i + 1, s, *q)).collect();
     let mut s = CheckoutSession::new(
         checkout_id(),
         Currency::usd(),
@@ -262,25 +250,18 @@ fn full_session(lines: &[(&str, u32)]) -> CheckoutSession {
     ];
     s.continue_url = Some("https://shop.example/checkout/continue".into());
     s.ucp_version = Some("2026-04-08".into());
-    s.capabilities = vec![
-        "dev.ucp.shopping.checkout".into(),
-        "dev.ucp.shopping.discount".into(),
-    ];
+    s.capabilities = vec!["dev.ucp.shopping.checkout".into(), "dev.ucp.shopping.discount".into()];
     s.updated_at = T0 + Duration::nanoseconds(1);
-    s.transition(CheckoutStatus::ReadyForComplete, T0 + Duration::seconds(1))
-        .unwrap()
+    s.transition(CheckoutStatus::ReadyForComplete, T0 + Duration::seconds(1)).unwrap()
 }
 
 fn completed(session: &CheckoutSession, order: &OrderId) -> CheckoutSession {
     let mut s = session.clone();
     s.order_id = Some(order.clone());
-    s.transition(
-        CheckoutStatus::CompleteInProgress,
-        T0 + Duration::seconds(2),
-    )
-    .unwrap()
-    .transition(CheckoutStatus::Completed, T0 + Duration::seconds(3))
-    .unwrap()
+    s.transition(CheckoutStatus::CompleteInProgress, T0 + Duration::seconds(2))
+        .unwrap()
+        .transition(CheckoutStatus::Completed, T0 + Duration::seconds(3))
+        .unwrap()
 }
 
 fn order_for(
@@ -329,9 +310,7 @@ fn commit_for(session: &CheckoutSession, created_at: OffsetDateTime) -> Checkout
         OrderEvent {
             order_id: id.clone(),
             at: created_at,
-            kind: OrderEventKind::Note {
-                text: "paid with sandbox".into(),
-            },
+            kind: OrderEventKind::Note { text: "paid with sandbox".into() },
             actor: "gateway".into(),
             reason: "payment".into(),
             trace_id: "trace-1".into(),
@@ -340,11 +319,7 @@ fn commit_for(session: &CheckoutSession, created_at: OffsetDateTime) -> Checkout
     CheckoutCommit {
         session: completed(session, &id),
         expected_version: 1,
-        stock: session
-            .line_items
-            .iter()
-            .map(|l| (l.sku.clone(), l.quantity))
-            .collect(),
+        stock: session.line_items.iter().map(|l| (l.sku.clone(), l.quantity)).collect(),
         ledger: LedgerEntry {
             id: format!("led_{}", unique()),
             order_id: id.clone(),
@@ -386,28 +361,15 @@ async fn snapshot(store: &dyn Store, commit: &CheckoutCommit) -> Snapshot {
     for (s, _) in &commit.stock {
         stock.insert(s.as_str().to_owned(), store.get_stock(s).await.unwrap());
     }
-    let key = commit
-        .idempotency
-        .as_ref()
-        .map(|(k, _)| k.clone())
-        .unwrap_or_default();
+    let key = commit.idempotency.as_ref().map(|(k, _)| k.clone()).unwrap_or_default();
     Snapshot {
         session: store.get_checkout(&commit.session.id).await.unwrap(),
         order: store.get_order(&commit.order.id).await.unwrap(),
-        orders: store
-            .list_orders(&OrderFilter {
-                limit: 500,
-                ..Default::default()
-            })
-            .await
-            .unwrap(),
+        orders: store.list_orders(&OrderFilter { limit: 500, ..Default::default() }).await.unwrap(),
         events: store.order_events(&commit.order.id).await.unwrap(),
         mandates: store.order_mandates(&commit.order.id).await.unwrap(),
         stock,
-        ledger: store
-            .ledger_entries(far_past(), far_future(), None)
-            .await
-            .unwrap(),
+        ledger: store.ledger_entries(far_past(), far_future(), None).await.unwrap(),
         idempotency: store.idempotency_get(&key).await.unwrap(),
     }
 }
@@ -425,11 +387,7 @@ async fn prepare(store: &dyn Store, session: &CheckoutSession, stock: &[(&str, u
 async fn assert_refused(store: &dyn Store, commit: &CheckoutCommit, code: ErrorCode) {
     let before = snapshot(store, commit).await;
     assert_eq!(err_code(store.commit_checkout(commit).await), code);
-    assert_eq!(
-        snapshot(store, commit).await,
-        before,
-        "a refused commit wrote something"
-    );
+    assert_eq!(snapshot(store, commit).await, before, "a refused commit wrote something");
 }
 
 // --------------------------------------------------------------- cases
@@ -446,29 +404,15 @@ pub async fn missing_records_read_as_absent(store: Arc<dyn Store>) {
     assert!(store.order_mandates(&order_id()).await.unwrap().is_empty());
     assert_eq!(store.get_stock(&sku("NOPE")).await.unwrap(), None);
     assert_eq!(store.idempotency_get("nope").await.unwrap(), None);
-    assert!(store
-        .list_orders(&OrderFilter::default())
-        .await
-        .unwrap()
-        .is_empty());
-    assert!(store
-        .ledger_entries(far_past(), far_future(), None)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(store.list_orders(&OrderFilter::default()).await.unwrap().is_empty());
+    assert!(store.ledger_entries(far_past(), far_future(), None).await.unwrap().is_empty());
 }
 
 pub async fn cart_round_trips(store: Arc<dyn Store>) {
     let mut cart = cart();
     store.insert_cart(&cart).await.unwrap();
     let got = store.get_cart(&cart.id).await.unwrap().unwrap();
-    assert_eq!(
-        got,
-        Versioned {
-            value: cart.clone(),
-            version: got.version
-        }
-    );
+    assert_eq!(got, Versioned { value: cart.clone(), version: got.version });
     // The exact instant and nanoseconds survive, not just an equal instant.
     assert_eq!(got.value.created_at.nanosecond(), T0.nanosecond());
 
@@ -476,13 +420,7 @@ pub async fn cart_round_trips(store: Arc<dyn Store>) {
     cart.owner = None;
     let v = store.update_cart(&cart, got.version).await.unwrap();
     let got = store.get_cart(&cart.id).await.unwrap().unwrap();
-    assert_eq!(
-        got,
-        Versioned {
-            value: cart,
-            version: v
-        }
-    );
+    assert_eq!(got, Versioned { value: cart, version: v });
 }
 
 pub async fn cart_insert_is_put_if_absent(store: Arc<dyn Store>) {
@@ -490,10 +428,7 @@ pub async fn cart_insert_is_put_if_absent(store: Arc<dyn Store>) {
     store.insert_cart(&cart).await.unwrap();
     let mut other = cart.clone();
     other.owner = Some("someone-else".into());
-    assert_eq!(
-        err_code(store.insert_cart(&other).await),
-        ErrorCode::AlreadyExists
-    );
+    assert_eq!(err_code(store.insert_cart(&other).await), ErrorCode::AlreadyExists);
     assert_eq!(store.get_cart(&cart.id).await.unwrap().unwrap().value, cart);
 }
 
@@ -508,33 +443,15 @@ pub async fn cart_update_is_compare_and_set(store: Arc<dyn Store>) {
 
     let mut stale = cart.clone();
     stale.owner = Some("stale".into());
-    assert_eq!(
-        err_code(store.update_cart(&stale, v1).await),
-        ErrorCode::VersionConflict
-    );
-    assert_eq!(
-        err_code(store.update_cart(&stale, v2 + 7).await),
-        ErrorCode::VersionConflict
-    );
-    assert_eq!(
-        err_code(store.update_cart(&stale, u64::MAX).await),
-        ErrorCode::VersionConflict
-    );
+    assert_eq!(err_code(store.update_cart(&stale, v1).await), ErrorCode::VersionConflict);
+    assert_eq!(err_code(store.update_cart(&stale, v2 + 7).await), ErrorCode::VersionConflict);
+    assert_eq!(err_code(store.update_cart(&stale, u64::MAX).await), ErrorCode::VersionConflict);
     let got = store.get_cart(&cart.id).await.unwrap().unwrap();
-    assert_eq!(
-        got,
-        Versioned {
-            value: cart.clone(),
-            version: v2
-        }
-    );
+    assert_eq!(got, Versioned { value: cart.clone(), version: v2 });
 
     let mut missing = cart.clone();
     missing.id = cart_id();
-    assert_eq!(
-        err_code(store.update_cart(&missing, v1).await),
-        ErrorCode::NotFound
-    );
+    assert_eq!(err_code(store.update_cart(&missing, v1).await), ErrorCode::NotFound);
     assert_eq!(store.get_cart(&missing.id).await.unwrap(), None);
 }
 
@@ -571,82 +488,37 @@ pub async fn checkout_insert_is_put_if_absent(store: Arc<dyn Store>) {
     store.insert_checkout(&session).await.unwrap();
     let mut again = session.clone();
     again.buyer.email = None;
-    assert_eq!(
-        err_code(store.insert_checkout(&again).await),
-        ErrorCode::AlreadyExists
-    );
-    assert_eq!(
-        store
-            .get_checkout(&session.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .value,
-        session
-    );
+    assert_eq!(err_code(store.insert_checkout(&again).await), ErrorCode::AlreadyExists);
+    assert_eq!(store.get_checkout(&session.id).await.unwrap().unwrap().value, session);
 }
 
 pub async fn checkout_update_is_compare_and_set(store: Arc<dyn Store>) {
     let session = full_session(&[("A", 1)]);
     store.insert_checkout(&session).await.unwrap();
-    let v1 = store
-        .get_checkout(&session.id)
-        .await
-        .unwrap()
-        .unwrap()
-        .version;
+    let v1 = store.get_checkout(&session.id).await.unwrap().unwrap().version;
 
-    let moved = session
-        .clone()
-        .transition(CheckoutStatus::Canceled, T0)
-        .unwrap();
+    let moved = session.clone().transition(CheckoutStatus::Canceled, T0).unwrap();
     let v2 = store.update_checkout(&moved, v1).await.unwrap();
     assert!(v2 > v1);
     let got = store.get_checkout(&session.id).await.unwrap().unwrap();
-    assert_eq!(
-        got,
-        Versioned {
-            value: moved.clone(),
-            version: v2
-        }
-    );
+    assert_eq!(got, Versioned { value: moved.clone(), version: v2 });
     assert_eq!(got.value.status(), CheckoutStatus::Canceled);
 
-    assert_eq!(
-        err_code(store.update_checkout(&session, v1).await),
-        ErrorCode::VersionConflict
-    );
-    assert_eq!(
-        store
-            .get_checkout(&session.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .value,
-        moved
-    );
+    assert_eq!(err_code(store.update_checkout(&session, v1).await), ErrorCode::VersionConflict);
+    assert_eq!(store.get_checkout(&session.id).await.unwrap().unwrap().value, moved);
 
     let mut missing = session.clone();
     missing.id = checkout_id();
-    assert_eq!(
-        err_code(store.update_checkout(&missing, v1).await),
-        ErrorCode::NotFound
-    );
+    assert_eq!(err_code(store.update_checkout(&missing, v1).await), ErrorCode::NotFound);
 }
 
 pub async fn commit_checkout_writes_everything(store: Arc<dyn Store>) {
     let session = full_session(&[("A", 2), ("B", 1)]);
     prepare(&*store, &session, &[("A", 5), ("B", 1)]).await;
     let key = format!("idem-{}", unique());
-    let begun = store
-        .idempotency_begin(&key, "fp-complete", later())
-        .await
-        .unwrap();
+    let begun = store.idempotency_begin(&key, "fp-complete", later()).await.unwrap();
     assert_eq!(begun, IdempotencyBegin::Started);
-    let response = StoredResponse {
-        status: 201,
-        body: b"{\"order\":\"...\"}".to_vec(),
-    };
+    let response = StoredResponse { status: 201, body: b"{\"order\":\"...\"}".to_vec() };
     let mut commit = commit_for(&session, T0 + Duration::seconds(3));
     commit.idempotency = Some((key.clone(), response.clone()));
 
@@ -661,19 +533,10 @@ pub async fn commit_checkout_writes_everything(store: Arc<dyn Store>) {
     let order = store.get_order(&commit.order.id).await.unwrap().unwrap();
     assert_eq!(order.value, commit.order);
     assert_eq!(order.value.status(), OrderStatus::Paid);
+    assert_eq!(store.order_events(&commit.order.id).await.unwrap(), commit.events);
+    assert_eq!(store.order_mandates(&commit.order.id).await.unwrap(), commit.mandates);
     assert_eq!(
-        store.order_events(&commit.order.id).await.unwrap(),
-        commit.events
-    );
-    assert_eq!(
-        store.order_mandates(&commit.order.id).await.unwrap(),
-        commit.mandates
-    );
-    assert_eq!(
-        store
-            .ledger_entries(far_past(), far_future(), None)
-            .await
-            .unwrap(),
+        store.ledger_entries(far_past(), far_future(), None).await.unwrap(),
         vec![commit.ledger.clone()]
     );
     let record = store.idempotency_get(&key).await.unwrap().unwrap();
@@ -689,10 +552,7 @@ pub async fn commit_checkout_with_stale_version_writes_nothing(store: Arc<dyn St
     let session = full_session(&[("A", 1)]);
     prepare(&*store, &session, &[("A", 5)]).await;
     // Another request moved the session on since the pipeline loaded it.
-    let edited = session
-        .clone()
-        .transition(CheckoutStatus::Incomplete, T0)
-        .unwrap();
+    let edited = session.clone().transition(CheckoutStatus::Incomplete, T0).unwrap();
     store.update_checkout(&edited, 1).await.unwrap();
     let commit = commit_for(&session, T0);
     assert_refused(&*store, &commit, ErrorCode::VersionConflict).await;
@@ -707,15 +567,7 @@ pub async fn commit_checkout_short_on_second_line_writes_nothing(store: Arc<dyn 
     assert_eq!(store.get_stock(&sku("A")).await.unwrap(), Some(10));
     assert_eq!(store.get_stock(&sku("B")).await.unwrap(), Some(2));
     assert_eq!(store.get_stock(&sku("C")).await.unwrap(), Some(10));
-    assert_eq!(
-        store
-            .get_checkout(&session.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .version,
-        1
-    );
+    assert_eq!(store.get_checkout(&session.id).await.unwrap().unwrap().version, 1);
 }
 
 pub async fn commit_checkout_for_uncounted_sku_writes_nothing(store: Arc<dyn Store>) {
@@ -738,16 +590,10 @@ pub async fn commit_checkout_with_duplicate_order_id_writes_nothing(store: Arc<d
     let clash = placed.order.id.clone();
     commit.session.order_id = Some(clash.clone());
     commit.order = order_for(&second, clash.clone(), OrderStatus::Paid, T0);
-    commit
-        .events
-        .iter_mut()
-        .for_each(|e| e.order_id = clash.clone());
+    commit.events.iter_mut().for_each(|e| e.order_id = clash.clone());
     commit.ledger.order_id = clash.clone();
     assert_refused(&*store, &commit, ErrorCode::AlreadyExists).await;
-    assert_eq!(
-        store.get_order(&clash).await.unwrap().unwrap().value,
-        placed.order
-    );
+    assert_eq!(store.get_order(&clash).await.unwrap().unwrap().value, placed.order);
     assert_eq!(store.get_stock(&sku("A")).await.unwrap(), Some(9));
 }
 
@@ -756,12 +602,7 @@ pub async fn commit_checkout_allows_one_order_per_checkout(store: Arc<dyn Store>
     prepare(&*store, &session, &[("A", 10)]).await;
     let first = commit_for(&session, T0);
     store.commit_checkout(&first).await.unwrap();
-    let version = store
-        .get_checkout(&session.id)
-        .await
-        .unwrap()
-        .unwrap()
-        .version;
+    let version = store.get_checkout(&session.id).await.unwrap().unwrap().version;
 
     // Even with the current version, a second order for the same checkout
     // is refused: a checkout is paid for once.
@@ -775,10 +616,7 @@ pub async fn commit_checkout_with_duplicate_ledger_id_writes_nothing(store: Arc<
     let session = full_session(&[("A", 1)]);
     prepare(&*store, &session, &[("A", 10)]).await;
     let mut commit = commit_for(&session, T0);
-    let booked = LedgerEntry {
-        order_id: order_id(),
-        ..commit.ledger.clone()
-    };
+    let booked = LedgerEntry { order_id: order_id(), ..commit.ledger.clone() };
     store.append_ledger(&booked).await.unwrap();
     commit.ledger.id = booked.id.clone();
     assert_refused(&*store, &commit, ErrorCode::AlreadyExists).await;
@@ -788,10 +626,7 @@ pub async fn commit_checkout_requires_a_completed_session(store: Arc<dyn Store>)
     let session = full_session(&[("A", 1)]);
     prepare(&*store, &session, &[("A", 10)]).await;
     let mut commit = commit_for(&session, T0);
-    commit.session = session
-        .clone()
-        .transition(CheckoutStatus::CompleteInProgress, T0)
-        .unwrap();
+    commit.session = session.clone().transition(CheckoutStatus::CompleteInProgress, T0).unwrap();
     assert_refused(&*store, &commit, ErrorCode::IllegalTransition).await;
 }
 
@@ -810,13 +645,7 @@ pub async fn commit_checkout_without_held_idempotency_key_still_commits(store: A
     prepare(&*store, &session, &[("A", 10)]).await;
     let mut commit = commit_for(&session, T0);
     let key = format!("never-begun-{}", unique());
-    commit.idempotency = Some((
-        key.clone(),
-        StoredResponse {
-            status: 201,
-            body: vec![1],
-        },
-    ));
+    commit.idempotency = Some((key.clone(), StoredResponse { status: 201, body: vec![1] }));
     store.commit_checkout(&commit).await.unwrap();
     assert!(store.get_order(&commit.order.id).await.unwrap().is_some());
     assert_eq!(store.idempotency_get(&key).await.unwrap(), None);
@@ -860,9 +689,7 @@ pub async fn order_round_trips_with_fulfillments(store: Arc<dyn Store>) {
         OrderEvent {
             order_id: order.id.clone(),
             at: T0 + Duration::days(1),
-            kind: OrderEventKind::Fulfillment {
-                fulfillment: shipped,
-            },
+            kind: OrderEventKind::Fulfillment { fulfillment: shipped },
             actor: "ops".into(),
             reason: "shipped".into(),
             trace_id: "trace-2".into(),
@@ -871,27 +698,15 @@ pub async fn order_round_trips_with_fulfillments(store: Arc<dyn Store>) {
         OrderEvent {
             order_id: order.id.clone(),
             at: T0 + Duration::days(2),
-            kind: OrderEventKind::Refund {
-                amount: usd(-100),
-                reference: "re_1".into(),
-            },
+            kind: OrderEventKind::Refund { amount: usd(-100), reference: "re_1".into() },
             actor: "ops".into(),
             reason: "goodwill".into(),
             trace_id: "trace-3".into(),
         },
     ];
-    let v = store
-        .update_order(&order, got.version, &events)
-        .await
-        .unwrap();
+    let v = store.update_order(&order, got.version, &events).await.unwrap();
     let again = store.get_order(&order.id).await.unwrap().unwrap();
-    assert_eq!(
-        again,
-        Versioned {
-            value: order.clone(),
-            version: v
-        }
-    );
+    assert_eq!(again, Versioned { value: order.clone(), version: v });
     assert_eq!(again.value.status(), OrderStatus::PartiallyFulfilled);
     let all: Vec<_> = commit.events.iter().chain(&events).cloned().collect();
     assert_eq!(store.order_events(&order.id).await.unwrap(), all);
@@ -902,49 +717,27 @@ pub async fn order_update_and_events_are_atomic(store: Arc<dyn Store>) {
     prepare(&*store, &session, &[("A", 10)]).await;
     let commit = commit_for(&session, T0);
     store.commit_checkout(&commit).await.unwrap();
-    let v1 = store
-        .get_order(&commit.order.id)
-        .await
-        .unwrap()
-        .unwrap()
-        .version;
+    let v1 = store.get_order(&commit.order.id).await.unwrap().unwrap().version;
 
     let mut order = commit.order.clone();
-    let event = order
-        .transition(OrderStatus::Fulfilled, "ops", "shipped", "t", T0)
-        .unwrap();
-    let v2 = store
-        .update_order(&order, v1, std::slice::from_ref(&event))
-        .await
-        .unwrap();
+    let event = order.transition(OrderStatus::Fulfilled, "ops", "shipped", "t", T0).unwrap();
+    let v2 = store.update_order(&order, v1, std::slice::from_ref(&event)).await.unwrap();
     assert!(v2 > v1);
 
     // A stale write changes neither the order nor the trail.
     let mut stale = commit.order.clone();
-    let stale_event = stale
-        .transition(OrderStatus::Canceled, "ops", "oops", "t", T0)
-        .unwrap();
+    let stale_event = stale.transition(OrderStatus::Canceled, "ops", "oops", "t", T0).unwrap();
     assert_eq!(
-        err_code(
-            store
-                .update_order(&stale, v1, std::slice::from_ref(&stale_event))
-                .await
-        ),
+        err_code(store.update_order(&stale, v1, std::slice::from_ref(&stale_event)).await),
         ErrorCode::VersionConflict
     );
     // Events about another order are refused before anything is written.
     let mut foreign = event.clone();
     foreign.order_id = order_id();
-    assert_eq!(
-        err_code(store.update_order(&order, v2, &[foreign]).await),
-        ErrorCode::InvalidInput
-    );
+    assert_eq!(err_code(store.update_order(&order, v2, &[foreign]).await), ErrorCode::InvalidInput);
     let mut missing = stale.clone();
     missing.id = order_id();
-    let missing_event = OrderEvent {
-        order_id: missing.id.clone(),
-        ..stale_event
-    };
+    let missing_event = OrderEvent { order_id: missing.id.clone(), ..stale_event };
     assert_eq!(
         err_code(store.update_order(&missing, 1, &[missing_event]).await),
         ErrorCode::NotFound
@@ -952,13 +745,7 @@ pub async fn order_update_and_events_are_atomic(store: Arc<dyn Store>) {
     assert!(store.order_events(&missing.id).await.unwrap().is_empty());
 
     let got = store.get_order(&order.id).await.unwrap().unwrap();
-    assert_eq!(
-        got,
-        Versioned {
-            value: order.clone(),
-            version: v2
-        }
-    );
+    assert_eq!(got, Versioned { value: order.clone(), version: v2 });
     let mut want = commit.events.clone();
     want.push(event);
     assert_eq!(store.order_events(&order.id).await.unwrap(), want);
@@ -985,12 +772,8 @@ pub async fn list_orders_filters_and_sorts_newest_first(store: Arc<dyn Store>) {
         prepare(&*store, &session, &[]).await;
         let mut commit = commit_for(&session, T0);
         commit.stock.clear();
-        commit.order = order_for(
-            &session,
-            commit.order.id.clone(),
-            status,
-            T0 + Duration::minutes(minutes),
-        );
+        commit.order =
+            order_for(&session, commit.order.id.clone(), status, T0 + Duration::minutes(minutes));
         store.commit_checkout(&commit).await.unwrap();
         placed.push((owner, status, minutes, commit.order));
     }
@@ -998,68 +781,32 @@ pub async fn list_orders_filters_and_sorts_newest_first(store: Arc<dyn Store>) {
     let want = |keep: &dyn Fn(&str, OrderStatus) -> bool| {
         let mut v: Vec<_> = placed.iter().filter(|(o, s, _, _)| keep(o, *s)).collect();
         v.sort_by_key(|(_, _, m, _)| std::cmp::Reverse(*m));
-        v.into_iter()
-            .map(|(_, _, _, o)| o.id.clone())
-            .collect::<Vec<_>>()
+        v.into_iter().map(|(_, _, _, o)| o.id.clone()).collect::<Vec<_>>()
     };
     let cases: Vec<(OrderFilter, Vec<OrderId>)> = vec![
         (OrderFilter::default(), want(&|_, _| true)),
         (
-            OrderFilter {
-                owner: Some("alice".into()),
-                ..Default::default()
-            },
+            OrderFilter { owner: Some("alice".into()), ..Default::default() },
             want(&|o, _| o == "alice"),
         ),
         (
-            OrderFilter {
-                status: Some(OrderStatus::Created),
-                ..Default::default()
-            },
+            OrderFilter { status: Some(OrderStatus::Created), ..Default::default() },
             want(&|_, s| s == OrderStatus::Created),
         ),
         (
-            OrderFilter {
-                owner: Some("alice".into()),
-                status: Some(OrderStatus::Paid),
-                limit: 0,
-            },
+            OrderFilter { owner: Some("alice".into()), status: Some(OrderStatus::Paid), limit: 0 },
             want(&|o, s| o == "alice" && s == OrderStatus::Paid),
         ),
-        (
-            OrderFilter {
-                limit: 2,
-                ..Default::default()
-            },
-            want(&|_, _| true)[..2].to_vec(),
-        ),
-        (
-            OrderFilter {
-                limit: u32::MAX,
-                ..Default::default()
-            },
-            want(&|_, _| true),
-        ),
-        (
-            OrderFilter {
-                owner: Some("nobody".into()),
-                ..Default::default()
-            },
-            Vec::new(),
-        ),
+        (OrderFilter { limit: 2, ..Default::default() }, want(&|_, _| true)[..2].to_vec()),
+        (OrderFilter { limit: u32::MAX, ..Default::default() }, want(&|_, _| true)),
+        (OrderFilter { owner: Some("nobody".into()), ..Default::default() }, Vec::new()),
     ];
     for (filter, expected) in cases {
         let got = ids(store.list_orders(&filter).await.unwrap());
         assert_eq!(got, expected, "{filter:?}");
     }
     // Whole orders come back, not just ids.
-    let newest = store
-        .list_orders(&OrderFilter {
-            limit: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let newest = store.list_orders(&OrderFilter { limit: 1, ..Default::default() }).await.unwrap();
     assert_eq!(newest, vec![placed[1].3.clone()]);
 }
 
@@ -1070,27 +817,16 @@ pub async fn idempotency_begin_is_put_if_absent(store: Arc<dyn Store>) {
         store.idempotency_begin(&key, "fp-1", until).await.unwrap(),
         IdempotencyBegin::Started
     );
-    let again = store
-        .idempotency_begin(&key, "fp-2", later())
-        .await
-        .unwrap();
-    let IdempotencyBegin::Existing(record) = again else {
-        panic!("{again:?}")
-    };
+    let again = store.idempotency_begin(&key, "fp-2", later()).await.unwrap();
+    let IdempotencyBegin::Existing(record) = again else { panic!("{again:?}") };
     assert_eq!(record.key, key);
-    assert_eq!(
-        record.fingerprint, "fp-1",
-        "the first holder's fingerprint is kept"
-    );
+    assert_eq!(record.fingerprint, "fp-1", "the first holder's fingerprint is kept");
     assert_eq!(record.state, IdempotencyState::InProgress);
     assert_eq!(store.idempotency_get(&key).await.unwrap(), Some(record));
     // Another key is independent.
     let other = format!("k-{}", unique());
     assert_eq!(
-        store
-            .idempotency_begin(&other, "fp-1", until)
-            .await
-            .unwrap(),
+        store.idempotency_begin(&other, "fp-1", until).await.unwrap(),
         IdempotencyBegin::Started
     );
 }
@@ -1099,10 +835,7 @@ pub async fn idempotency_complete_stores_the_response_once(store: Arc<dyn Store>
     let key = format!("k-{}", unique());
     store.idempotency_begin(&key, "fp", later()).await.unwrap();
     // Any bytes, not only UTF-8, come back exactly.
-    let response = StoredResponse {
-        status: 201,
-        body: vec![0, 159, 146, 150, b'{', b'}'],
-    };
+    let response = StoredResponse { status: 201, body: vec![0, 159, 146, 150, b'{', b'}'] };
     store.idempotency_complete(&key, &response).await.unwrap();
     let record = store.idempotency_get(&key).await.unwrap().unwrap();
     assert_eq!(record.state, IdempotencyState::Completed(response.clone()));
@@ -1111,14 +844,8 @@ pub async fn idempotency_complete_stores_the_response_once(store: Arc<dyn Store>
     let replay = store.idempotency_begin(&key, "fp", later()).await.unwrap();
     assert_eq!(replay, IdempotencyBegin::Existing(record));
 
-    let other = StoredResponse {
-        status: 500,
-        body: vec![],
-    };
-    assert_eq!(
-        err_code(store.idempotency_complete(&key, &other).await),
-        ErrorCode::AlreadyExists
-    );
+    let other = StoredResponse { status: 500, body: vec![] };
+    assert_eq!(err_code(store.idempotency_complete(&key, &other).await), ErrorCode::AlreadyExists);
     assert_eq!(
         store.idempotency_get(&key).await.unwrap().unwrap().state,
         IdempotencyState::Completed(response)
@@ -1132,32 +859,19 @@ pub async fn idempotency_complete_stores_the_response_once(store: Arc<dyn Store>
 
 pub async fn idempotency_release_frees_only_in_progress_keys(store: Arc<dyn Store>) {
     let key = format!("k-{}", unique());
-    store
-        .idempotency_begin(&key, "fp-1", later())
-        .await
-        .unwrap();
+    store.idempotency_begin(&key, "fp-1", later()).await.unwrap();
     store.idempotency_release(&key).await.unwrap();
     assert_eq!(store.idempotency_get(&key).await.unwrap(), None);
     assert_eq!(
-        store
-            .idempotency_begin(&key, "fp-2", later())
-            .await
-            .unwrap(),
+        store.idempotency_begin(&key, "fp-2", later()).await.unwrap(),
         IdempotencyBegin::Started
     );
 
-    let response = StoredResponse {
-        status: 200,
-        body: b"ok".to_vec(),
-    };
+    let response = StoredResponse { status: 200, body: b"ok".to_vec() };
     store.idempotency_complete(&key, &response).await.unwrap();
     store.idempotency_release(&key).await.unwrap();
     let record = store.idempotency_get(&key).await.unwrap().unwrap();
-    assert_eq!(
-        record.state,
-        IdempotencyState::Completed(response),
-        "a stored answer stays"
-    );
+    assert_eq!(record.state, IdempotencyState::Completed(response), "a stored answer stays");
 
     store.idempotency_release("never-begun").await.unwrap();
 }
@@ -1167,32 +881,16 @@ pub async fn idempotency_release_frees_only_in_progress_keys(store: Arc<dyn Stor
 pub async fn idempotency_expired_records_are_taken_over(store: Arc<dyn Store>) {
     let key = format!("k-{}", unique());
     assert_eq!(
-        store
-            .idempotency_begin(&key, "fp-old", soon_expired())
-            .await
-            .unwrap(),
+        store.idempotency_begin(&key, "fp-old", soon_expired()).await.unwrap(),
         IdempotencyBegin::Started
     );
-    assert_eq!(
-        store.idempotency_get(&key).await.unwrap(),
-        None,
-        "expired reads as absent"
-    );
-    let response = StoredResponse {
-        status: 200,
-        body: vec![1],
-    };
-    assert_eq!(
-        err_code(store.idempotency_complete(&key, &response).await),
-        ErrorCode::NotFound
-    );
+    assert_eq!(store.idempotency_get(&key).await.unwrap(), None, "expired reads as absent");
+    let response = StoredResponse { status: 200, body: vec![1] };
+    assert_eq!(err_code(store.idempotency_complete(&key, &response).await), ErrorCode::NotFound);
 
     let until = later();
     assert_eq!(
-        store
-            .idempotency_begin(&key, "fp-new", until)
-            .await
-            .unwrap(),
+        store.idempotency_begin(&key, "fp-new", until).await.unwrap(),
         IdempotencyBegin::Started
     );
     let record = store.idempotency_get(&key).await.unwrap().unwrap();
@@ -1210,40 +908,22 @@ pub async fn idempotency_expired_records_are_taken_over(store: Arc<dyn Store>) {
     tokio::time::sleep(wait.try_into().unwrap_or_default()).await;
     assert_eq!(store.idempotency_get(&done).await.unwrap(), None);
     assert_eq!(
-        store
-            .idempotency_begin(&done, "fp-2", later())
-            .await
-            .unwrap(),
+        store.idempotency_begin(&done, "fp-2", later()).await.unwrap(),
         IdempotencyBegin::Started
     );
     let record = store.idempotency_get(&done).await.unwrap().unwrap();
-    assert_eq!(
-        (record.fingerprint.as_str(), record.state),
-        ("fp-2", IdempotencyState::InProgress)
-    );
+    assert_eq!((record.fingerprint.as_str(), record.state), ("fp-2", IdempotencyState::InProgress));
 }
 
 pub async fn mandate_ids_are_reserved_once_until_they_expire(store: Arc<dyn Store>) {
     let id = format!("mandate-{}", unique());
     assert!(store.reserve_mandate_id(&id, later()).await.unwrap());
-    assert!(
-        !store.reserve_mandate_id(&id, later()).await.unwrap(),
-        "a replay"
-    );
-    assert!(store
-        .reserve_mandate_id(&format!("{id}-2"), later())
-        .await
-        .unwrap());
+    assert!(!store.reserve_mandate_id(&id, later()).await.unwrap(), "a replay");
+    assert!(store.reserve_mandate_id(&format!("{id}-2"), later()).await.unwrap());
 
     let old = format!("mandate-{}", unique());
-    assert!(store
-        .reserve_mandate_id(&old, soon_expired())
-        .await
-        .unwrap());
-    assert!(
-        store.reserve_mandate_id(&old, later()).await.unwrap(),
-        "expired ids are reusable"
-    );
+    assert!(store.reserve_mandate_id(&old, soon_expired()).await.unwrap());
+    assert!(store.reserve_mandate_id(&old, later()).await.unwrap(), "expired ids are reusable");
     assert!(!store.reserve_mandate_id(&old, later()).await.unwrap());
 }
 
@@ -1289,17 +969,10 @@ pub async fn stock_decrement_is_conditional(store: Arc<dyn Store>) {
     for (take, want, after) in cases {
         let got = store.decrement_stock(&s, take).await.map_err(|e| e.code());
         assert_eq!(got, want, "take {take}");
-        assert_eq!(
-            store.get_stock(&s).await.unwrap(),
-            Some(after),
-            "after taking {take}"
-        );
+        assert_eq!(store.get_stock(&s).await.unwrap(), Some(after), "after taking {take}");
     }
     let uncounted = sku("DEC-NONE");
-    assert_eq!(
-        err_code(store.decrement_stock(&uncounted, 1).await),
-        ErrorCode::InsufficientStock
-    );
+    assert_eq!(err_code(store.decrement_stock(&uncounted, 1).await), ErrorCode::InsufficientStock);
     assert_eq!(store.get_stock(&uncounted).await.unwrap(), None);
 }
 
@@ -1318,44 +991,22 @@ pub async fn stock_adjust_never_goes_below_zero(store: Arc<dyn Store>) {
     for (delta, want, after) in cases {
         let got = store.adjust_stock(&s, delta).await.map_err(|e| e.code());
         assert_eq!(got, want, "delta {delta}");
-        assert_eq!(
-            store.get_stock(&s).await.unwrap(),
-            after,
-            "after delta {delta}"
-        );
+        assert_eq!(store.get_stock(&s).await.unwrap(), after, "after delta {delta}");
     }
     let full = sku("ADJ-2");
     store.set_stock(&full, u32::MAX).await.unwrap();
-    assert_eq!(
-        err_code(store.adjust_stock(&full, 1).await),
-        ErrorCode::InvalidInput
-    );
-    assert_eq!(
-        err_code(store.adjust_stock(&full, i64::MAX).await),
-        ErrorCode::InvalidInput
-    );
+    assert_eq!(err_code(store.adjust_stock(&full, 1).await), ErrorCode::InvalidInput);
+    assert_eq!(err_code(store.adjust_stock(&full, i64::MAX).await), ErrorCode::InvalidInput);
     assert_eq!(store.get_stock(&full).await.unwrap(), Some(u32::MAX));
 }
 
 pub async fn ledger_round_trips_and_filters_by_range_and_currency(store: Arc<dyn Store>) {
     let t1 = datetime!(2026-06-01 00:00:00 UTC);
-    let entry =
-        |id: &str, at: OffsetDateTime, kind: LedgerKind, gross: Money, fee: Money| LedgerEntry {
-            id: id.into(),
-            order_id: order_id(),
-            kind,
-            gross,
-            fee,
-            at,
-        };
+    let entry = |id: &str, at: OffsetDateTime, kind: LedgerKind, gross: Money, fee: Money| {
+        LedgerEntry { id: id.into(), order_id: order_id(), kind, gross, fee, at }
+    };
     let entries = [
-        entry(
-            "l-before",
-            t1 - Duration::nanoseconds(1),
-            LedgerKind::Fee,
-            usd(1000),
-            usd(30),
-        ),
+        entry("l-before", t1 - Duration::nanoseconds(1), LedgerKind::Fee, usd(1000), usd(30)),
         entry("l-start", t1, LedgerKind::Fee, usd(2000), usd(60)),
         // 00:30:00.5 UTC. Its local text sorts after l-reversal's; the
         // order must follow the instant, not the text.
@@ -1366,36 +1017,12 @@ pub async fn ledger_round_trips_and_filters_by_range_and_currency(store: Arc<dyn
             eur(500),
             eur(15),
         ),
-        entry(
-            "l-reversal",
-            t1 + Duration::hours(1),
-            LedgerKind::Reversal,
-            usd(-2000),
-            usd(-60),
-        ),
-        entry(
-            "l-eur",
-            t1 + Duration::hours(2),
-            LedgerKind::Fee,
-            eur(700),
-            eur(21),
-        ),
-        entry(
-            "l-end",
-            t1 + Duration::days(1),
-            LedgerKind::Fee,
-            usd(10),
-            usd(1),
-        ),
+        entry("l-reversal", t1 + Duration::hours(1), LedgerKind::Reversal, usd(-2000), usd(-60)),
+        entry("l-eur", t1 + Duration::hours(2), LedgerKind::Fee, eur(700), eur(21)),
+        entry("l-end", t1 + Duration::days(1), LedgerKind::Fee, usd(10), usd(1)),
         // 23:00 UTC the day before: its local date is inside the range, the
         // instant is not.
-        entry(
-            "l-local",
-            datetime!(2026-06-01 01:00:00 +02:00),
-            LedgerKind::Fee,
-            eur(1),
-            eur(0),
-        ),
+        entry("l-local", datetime!(2026-06-01 01:00:00 +02:00), LedgerKind::Fee, eur(1), eur(0)),
     ];
     // Appended out of order on purpose.
     for i in [3, 0, 6, 5, 2, 1, 4] {
@@ -1415,15 +1042,7 @@ pub async fn ledger_round_trips_and_filters_by_range_and_currency(store: Arc<dyn
             far_past(),
             far_future(),
             None,
-            &[
-                "l-local",
-                "l-before",
-                "l-start",
-                "l-offset",
-                "l-reversal",
-                "l-eur",
-                "l-end",
-            ],
+            &["l-local", "l-before", "l-start", "l-offset", "l-reversal", "l-eur", "l-end"],
         ),
         (t1 - Duration::nanoseconds(1), t1, None, &["l-before"]),
         (t1, t1 + Duration::nanoseconds(1), None, &["l-start"]),
@@ -1435,32 +1054,17 @@ pub async fn ledger_round_trips_and_filters_by_range_and_currency(store: Arc<dyn
         assert_eq!(got, want, "[{from}, {to}) {currency:?}");
     }
     // Whole entries come back, negative amounts included.
-    let all = store
-        .ledger_entries(far_past(), far_future(), None)
-        .await
-        .unwrap();
+    let all = store.ledger_entries(far_past(), far_future(), None).await.unwrap();
     for e in &entries {
         assert_eq!(all.iter().find(|g| g.id == e.id), Some(e));
     }
 
     let mut dup = entries[0].clone();
     dup.fee = usd(1);
-    assert_eq!(
-        err_code(store.append_ledger(&dup).await),
-        ErrorCode::AlreadyExists
-    );
+    assert_eq!(err_code(store.append_ledger(&dup).await), ErrorCode::AlreadyExists);
     let mixed = entry("l-mixed", t1, LedgerKind::Fee, usd(1), eur(1));
-    assert_eq!(
-        err_code(store.append_ledger(&mixed).await),
-        ErrorCode::CurrencyMismatch
-    );
-    assert_eq!(
-        store
-            .ledger_entries(far_past(), far_future(), None)
-            .await
-            .unwrap(),
-        all
-    );
+    assert_eq!(err_code(store.append_ledger(&mixed).await), ErrorCode::CurrencyMismatch);
+    assert_eq!(store.ledger_entries(far_past(), far_future(), None).await.unwrap(), all);
 }
 
 pub async fn concurrent_compare_and_set_has_one_winner_per_version(store: Arc<dyn Store>) {
@@ -1478,13 +1082,7 @@ pub async fn concurrent_compare_and_set_has_one_winner_per_version(store: Arc<dy
             mine.owner = Some(format!("round-{round}-task-{task}"));
             tasks.push(tokio::spawn(async move {
                 barrier.wait().await;
-                (
-                    mine.owner.clone(),
-                    store
-                        .update_cart(&mine, version)
-                        .await
-                        .map_err(|e| e.code()),
-                )
+                (mine.owner.clone(), store.update_cart(&mine, version).await.map_err(|e| e.code()))
             }));
         }
         let mut winners = Vec::new();
@@ -1529,11 +1127,7 @@ pub async fn concurrent_decrements_never_oversell(store: Arc<dyn Store>) {
         }
     }
     left_seen.sort_unstable();
-    assert_eq!(
-        left_seen,
-        (0..10).collect::<Vec<u32>>(),
-        "each success saw its own remainder"
-    );
+    assert_eq!(left_seen, (0..10).collect::<Vec<u32>>(), "each success saw its own remainder");
     assert_eq!(refused, 90);
     assert_eq!(store.get_stock(&s).await.unwrap(), Some(0));
 }
@@ -1567,11 +1161,7 @@ pub async fn concurrent_commits_never_oversell(store: Arc<dyn Store>) {
     let mut placed = 0;
     for task in tasks {
         let (commit, result) = task.await.unwrap();
-        let session = store
-            .get_checkout(&commit.session.id)
-            .await
-            .unwrap()
-            .unwrap();
+        let session = store.get_checkout(&commit.session.id).await.unwrap().unwrap();
         let order = store.get_order(&commit.order.id).await.unwrap();
         match result {
             Ok(()) => {
@@ -1584,31 +1174,16 @@ pub async fn concurrent_commits_never_oversell(store: Arc<dyn Store>) {
                 assert_eq!(session.value.status(), CheckoutStatus::ReadyForComplete);
                 assert_eq!(session.version, 1);
                 assert_eq!(order, None);
-                assert!(store
-                    .order_events(&commit.order.id)
-                    .await
-                    .unwrap()
-                    .is_empty());
+                assert!(store.order_events(&commit.order.id).await.unwrap().is_empty());
             }
         }
     }
     assert_eq!(placed, UNITS as usize);
-    let orders = store
-        .list_orders(&OrderFilter {
-            limit: 500,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let orders =
+        store.list_orders(&OrderFilter { limit: 500, ..Default::default() }).await.unwrap();
     assert_eq!(orders.len(), UNITS as usize);
     assert_eq!(store.get_stock(&sku("SCARCE")).await.unwrap(), Some(0));
-    assert_eq!(
-        store.get_stock(&sku("PLENTY")).await.unwrap(),
-        Some(1000 - UNITS)
-    );
-    let ledger = store
-        .ledger_entries(far_past(), far_future(), None)
-        .await
-        .unwrap();
+    assert_eq!(store.get_stock(&sku("PLENTY")).await.unwrap(), Some(1000 - UNITS));
+    let ledger = store.ledger_entries(far_past(), far_future(), None).await.unwrap();
     assert_eq!(ledger.len(), UNITS as usize);
 }

@@ -186,9 +186,7 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("path", &self.db.path())
-            .finish_non_exhaustive()
+        f.debug_struct("SqliteStore").field("path", &self.db.path()).finish_non_exhaustive()
     }
 }
 
@@ -203,11 +201,7 @@ impl SqliteStore {
     /// Wraps an already opened database, which must have had [`MIGRATIONS`]
     /// applied (see [`super::migrations`]).
     pub fn from_db(db: Arc<Db>) -> SqliteStore {
-        SqliteStore {
-            db,
-            clock: Arc::new(SystemClock),
-            writes: Arc::new(AtomicU64::new(0)),
-        }
+        SqliteStore { db, clock: Arc::new(SystemClock), writes: Arc::new(AtomicU64::new(0)) }
     }
 
     /// Uses `clock` to decide what has expired, so tests that move time
@@ -299,22 +293,15 @@ fn expected_version(v: u64) -> i64 {
 }
 
 fn immediate(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>> {
-    conn.transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(Error::store)
+    conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(Error::store)
 }
 
 fn already_exists(what: &str, id: &str) -> Error {
-    Error::new(
-        ErrorCode::AlreadyExists,
-        format!("{what} {id} already exists"),
-    )
+    Error::new(ErrorCode::AlreadyExists, format!("{what} {id} already exists"))
 }
 
 fn insufficient(sku: &str) -> Error {
-    Error::new(
-        ErrorCode::InsufficientStock,
-        format!("not enough stock for SKU {sku}"),
-    )
+    Error::new(ErrorCode::InsufficientStock, format!("not enough stock for SKU {sku}"))
 }
 
 /// Why a compare-and-set on `table` touched no row: the row is there with
@@ -344,19 +331,14 @@ where
 {
     let sql = format!("SELECT version, body FROM {table} WHERE id = ?1");
     let row = conn
-        .query_row(&sql, [id], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })
+        .query_row(&sql, [id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
         .optional()
         .map_err(Error::store)?;
     let Some((version, body)) = row else {
         return Ok(None);
     };
     let value = T::try_from(from_json::<R>(what, &body)?)?;
-    Ok(Some(Versioned {
-        value,
-        version: version_from(version)?,
-    }))
+    Ok(Some(Versioned { value, version: version_from(version)? }))
 }
 
 /// The conditional decrement, on the caller's connection or transaction.
@@ -397,15 +379,7 @@ fn insert_ledger(conn: &Connection, entry: &LedgerEntry) -> Result<()> {
         .execute(
             "INSERT INTO ledger (id, order_id, kind, currency, gross, fee, at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
-            params![
-                r.id,
-                r.order_id,
-                r.kind,
-                r.currency,
-                r.gross,
-                r.fee,
-                nanos(r.at)?
-            ],
+            params![r.id, r.order_id, r.kind, r.currency, r.gross, r.fee, nanos(r.at)?],
         )
         .map_err(Error::store)?;
     if n == 0 {
@@ -471,8 +445,7 @@ fn insert_mandates(conn: &Connection, order: &str, mandates: &[String]) -> Resul
         .prepare_cached("INSERT INTO order_mandates (order_id, seq, token) VALUES (?1, ?2, ?3)")
         .map_err(Error::store)?;
     for (seq, token) in (0_i64..).zip(mandates) {
-        stmt.execute(params![order, seq, token])
-            .map_err(Error::store)?;
+        stmt.execute(params![order, seq, token]).map_err(Error::store)?;
     }
     Ok(())
 }
@@ -514,10 +487,7 @@ impl SessionRow {
              VALUES (?1, 1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING"
         );
         let n = conn
-            .execute(
-                &sql,
-                params![self.id, self.status, self.owner, self.expires_at, self.body],
-            )
+            .execute(&sql, params![self.id, self.status, self.owner, self.expires_at, self.body])
             .map_err(Error::store)?;
         if n == 0 {
             return Err(already_exists(what, &self.id));
@@ -586,9 +556,7 @@ fn idempotency_row(conn: &Connection, key: &str, now: i64) -> Result<Option<Idem
         ("in_progress", _, _) => IdempotencyState::InProgress,
         ("completed", Some(status), Some(body)) => {
             let status = u16::try_from(status).map_err(|_| {
-                Error::internal(format!(
-                    "stored idempotency status {status} is out of range"
-                ))
+                Error::internal(format!("stored idempotency status {status} is out of range"))
             })?;
             IdempotencyState::Completed(StoredResponse { status, body })
         }
@@ -629,8 +597,7 @@ impl Store for SqliteStore {
     async fn health(&self) -> Result<()> {
         self.db
             .read(|conn| {
-                conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-                    .map_err(Error::store)?;
+                conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map_err(Error::store)?;
                 Ok(())
             })
             .await
@@ -638,9 +605,7 @@ impl Store for SqliteStore {
 
     async fn insert_cart(&self, cart: &Cart) -> Result<()> {
         let row = SessionRow::cart(cart)?;
-        self.db
-            .write(move |conn| row.insert(conn, "carts", "cart"))
-            .await
+        self.db.write(move |conn| row.insert(conn, "carts", "cart")).await
     }
 
     async fn get_cart(&self, id: &CartId) -> Result<Option<Versioned<Cart>>> {
@@ -652,16 +617,12 @@ impl Store for SqliteStore {
 
     async fn update_cart(&self, cart: &Cart, expected: u64) -> Result<u64> {
         let row = SessionRow::cart(cart)?;
-        self.db
-            .write(move |conn| row.update(conn, "carts", "cart", expected))
-            .await
+        self.db.write(move |conn| row.update(conn, "carts", "cart", expected)).await
     }
 
     async fn insert_checkout(&self, session: &CheckoutSession) -> Result<()> {
         let row = SessionRow::checkout(session)?;
-        self.db
-            .write(move |conn| row.insert(conn, "checkouts", "checkout session"))
-            .await
+        self.db.write(move |conn| row.insert(conn, "checkouts", "checkout session")).await
     }
 
     async fn get_checkout(&self, id: &CheckoutId) -> Result<Option<Versioned<CheckoutSession>>> {
@@ -680,9 +641,7 @@ impl Store for SqliteStore {
 
     async fn update_checkout(&self, session: &CheckoutSession, expected: u64) -> Result<u64> {
         let row = SessionRow::checkout(session)?;
-        self.db
-            .write(move |conn| row.update(conn, "checkouts", "checkout session", expected))
-            .await
+        self.db.write(move |conn| row.update(conn, "checkouts", "checkout session", expected)).await
     }
 
     async fn get_order(&self, id: &OrderId) -> Result<Option<Versioned<Order>>> {
@@ -898,9 +857,7 @@ impl Store for SqliteStore {
     async fn idempotency_get(&self, key: &str) -> Result<Option<IdempotencyRecord>> {
         let key = key.to_owned();
         let now = self.now();
-        self.db
-            .read(move |conn| idempotency_row(conn, &key, now))
-            .await
+        self.db.read(move |conn| idempotency_row(conn, &key, now)).await
     }
 
     async fn reserve_mandate_id(&self, id: &str, keep_until: OffsetDateTime) -> Result<bool> {
@@ -973,9 +930,7 @@ impl Store for SqliteStore {
 
     async fn decrement_stock(&self, sku: &Sku, quantity: u32) -> Result<u32> {
         let sku = sku.as_str().to_owned();
-        self.db
-            .write(move |conn| decrement(conn, &sku, quantity))
-            .await
+        self.db.write(move |conn| decrement(conn, &sku, quantity)).await
     }
 
     /// A removal larger than what is left fails with `insufficient_stock`
@@ -1091,12 +1046,7 @@ impl Store for SqliteStore {
                 // Dropping `tx` without commit rolls back, so every early
                 // return below leaves nothing half-written.
                 let tx = immediate(conn)?;
-                session.update(
-                    &tx,
-                    "checkouts",
-                    "checkout session",
-                    commit.expected_version,
-                )?;
+                session.update(&tx, "checkouts", "checkout session", commit.expected_version)?;
                 for (sku, quantity) in &commit.stock {
                     decrement(&tx, sku.as_str(), *quantity)?;
                 }
@@ -1142,10 +1092,7 @@ mod tests {
             (t(0), Some(0)),
             (t(1), Some(1)),
             (t(-1), Some(-1)),
-            (
-                t(1_800_000_000_123_456_789),
-                Some(1_800_000_000_123_456_789),
-            ),
+            (t(1_800_000_000_123_456_789), Some(1_800_000_000_123_456_789)),
             (t(i128::from(i64::MAX)), Some(i64::MAX)),
             (t(i128::from(i64::MAX) + 1), None),
             (t(i128::from(i64::MIN) - 1), None),
@@ -1177,8 +1124,7 @@ mod tests {
                 Ok([
                     conn.execute("UPDATE order_events SET body = '[]'", [])
                         .map_err(|e| e.to_string()),
-                    conn.execute("DELETE FROM order_events", [])
-                        .map_err(|e| e.to_string()),
+                    conn.execute("DELETE FROM order_events", []).map_err(|e| e.to_string()),
                 ])
             })
             .await
@@ -1195,18 +1141,9 @@ mod tests {
         let (_dir, store) = open();
         let cases: &[(&str, &str)] = &[
             ("negative stock", "INSERT INTO stock VALUES ('s', -1)"),
-            (
-                "version zero",
-                "INSERT INTO carts VALUES ('cart_1', 0, 'active', NULL, 0, '{}')",
-            ),
-            (
-                "unknown status",
-                "INSERT INTO checkouts VALUES ('chk_1', 1, 'done', NULL, 0, '{}')",
-            ),
-            (
-                "body not json",
-                "INSERT INTO carts VALUES ('cart_1', 1, 'active', NULL, 0, 'x')",
-            ),
+            ("version zero", "INSERT INTO carts VALUES ('cart_1', 0, 'active', NULL, 0, '{}')"),
+            ("unknown status", "INSERT INTO checkouts VALUES ('chk_1', 1, 'done', NULL, 0, '{}')"),
+            ("body not json", "INSERT INTO carts VALUES ('cart_1', 1, 'active', NULL, 0, 'x')"),
             (
                 "completed without response",
                 "INSERT INTO idempotency VALUES ('k', 'f', 'completed', NULL, NULL, 0)",
@@ -1227,18 +1164,12 @@ mod tests {
                 "event without order",
                 "INSERT INTO order_events (order_id, at, body) VALUES ('ord_x', 0, '{}')",
             ),
-            (
-                "text in an integer column",
-                "INSERT INTO stock VALUES ('s', 'ten')",
-            ),
+            ("text in an integer column", "INSERT INTO stock VALUES ('s', 'ten')"),
         ];
         for (name, sql) in cases {
             let sql = sql.to_string();
-            let res = store
-                .db()
-                .write(move |conn| Ok(conn.execute(&sql, []).is_err()))
-                .await
-                .unwrap();
+            let res =
+                store.db().write(move |conn| Ok(conn.execute(&sql, []).is_err())).await.unwrap();
             assert!(res, "{name} was accepted");
         }
     }
