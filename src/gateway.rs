@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use crate::ap2::KeyRing;
 use crate::domain::{
     Cart, CartId, CartLine, CategoryNode, Error, ErrorCode, Product, ProductId, Result, VariantId,
 };
@@ -66,6 +67,7 @@ pub enum CartChange {
 
 pub struct Gateway {
     settings: Arc<Settings>,
+    keys: Arc<KeyRing>,
     store: Arc<dyn Store>,
     catalog: Arc<dyn Catalog>,
     payments: Arc<dyn Payments>,
@@ -75,16 +77,22 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(
         settings: Arc<Settings>,
+        keys: Arc<KeyRing>,
         store: Arc<dyn Store>,
         catalog: Arc<dyn Catalog>,
         payments: Arc<dyn Payments>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { settings, store, catalog, payments, clock }
+        Self { settings, keys, store, catalog, payments, clock }
     }
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The merchant key ring (signing cart mandates, JWKS).
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
