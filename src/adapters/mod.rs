@@ -3,5 +3,6 @@
 //! the transports.
 
 pub mod payments;
+pub mod profile_fetcher;
 pub mod records;
 pub mod sqlite;
