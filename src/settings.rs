@@ -129,8 +129,13 @@ impl Settings {
             }
             fig = fig.merge(Toml::file(path));
         }
+        // `AGENTGATE_CONFIG` names the file, and `AGENTGATE_SPECS_DIR` and
+        // `AGENTGATE_PYTHON` belong to the test harness (`.ci/run`); none is
+        // a setting, and `deny_unknown_fields` would refuse every load made
+        // under CI if they were read as one.
+        let harness = ["config", "specs_dir", "python"];
         fig = fig
-            .merge(Env::prefixed("AGENTGATE_").split("__").ignore(&["config"]))
+            .merge(Env::prefixed("AGENTGATE_").split("__").ignore(&harness))
             .merge(Serialized::defaults(overrides));
         let raw: RawSettings = fig.extract().map_err(|e| {
             // figment errors name the key and the source (file or env var)
