@@ -465,6 +465,8 @@ mod tests {
             ("CGNAT upper end", "https://100.127.255.254/p"),
             ("loopback", "https://127.0.0.1/p"),
             ("loopback elsewhere in 127/8", "https://127.8.9.10/p"),
+            ("loopback as one decimal number", "https://2130706433/p"),
+            ("loopback in hex and short form", "https://0x7f.1/p"),
             ("link-local (cloud metadata)", "https://169.254.169.254/latest/meta-data"),
             ("IETF protocol assignments", "https://192.0.0.8/p"),
             ("documentation TEST-NET-1", "https://192.0.2.1/p"),
@@ -527,6 +529,7 @@ mod tests {
             code_of(&f, "https://localhost:8443/profile.json").await,
             ErrorCode::InvalidProfileUrl
         );
+        assert_eq!(code_of(&f, "https://localhost./p").await, ErrorCode::InvalidProfileUrl);
     }
 
     #[tokio::test]
