@@ -278,3 +278,19 @@ impl Clock for SystemClock {
         OffsetDateTime::now_utc()
     }
 }
+
+/// Fetches a platform's discovery profile, named in its `UCP-Agent` header,
+/// for capability negotiation. Implementation:
+/// `adapters::profile_fetcher::HttpProfileFetcher`.
+///
+/// The URL comes from an unauthenticated request, so a fetch is SSRF
+/// surface: implementations refuse anything but HTTPS to public addresses,
+/// follow no redirects, bound time and size, and cache (UCP 2026-04-08
+/// overview, "Profile Requirements"). Errors: `invalid_profile_url` (not
+/// https, not public, unresolvable), `profile_unreachable` (connect
+/// failure, timeout, redirect, non-2xx) and `profile_malformed` (too large,
+/// not a JSON object).
+#[async_trait]
+pub trait ProfileFetcher: Send + Sync + 'static {
+    async fn fetch(&self, url: &url::Url) -> Result<serde_json::Value>;
+}

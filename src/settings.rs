@@ -51,6 +51,13 @@ pub struct RawSettings {
     pub max_body_bytes: usize,
     /// Seconds a request may run before it is answered with `timeout`.
     pub request_timeout_secs: u64,
+    /// FOR TESTS ONLY; never on in production. Lets the platform-profile
+    /// fetcher reach loopback and private addresses over plain HTTP, so
+    /// tests can serve profiles from a local server. It relaxes only the
+    /// address and https rules: redirects, the size cap and the timeout
+    /// still apply. On, it opens the gateway to SSRF against its own
+    /// network.
+    pub allow_private_profile_hosts: bool,
 }
 
 impl Default for RawSettings {
@@ -69,6 +76,7 @@ impl Default for RawSettings {
             checkout_ttl_secs: 6 * 3600,
             max_body_bytes: 256 * 1024,
             request_timeout_secs: 30,
+            allow_private_profile_hosts: false,
         }
     }
 }
@@ -91,6 +99,8 @@ pub struct Settings {
     pub checkout_ttl: time::Duration,
     pub max_body_bytes: usize,
     pub request_timeout: std::time::Duration,
+    /// See [`RawSettings::allow_private_profile_hosts`]: tests only.
+    pub allow_private_profile_hosts: bool,
 }
 
 /// Values given on the command line; they win over every other layer.
@@ -119,8 +129,13 @@ impl Settings {
             }
             fig = fig.merge(Toml::file(path));
         }
+        // `AGENTGATE_CONFIG` names the file, and `AGENTGATE_SPECS_DIR` and
+        // `AGENTGATE_PYTHON` belong to the test harness (`.ci/run`); none is
+        // a setting, and `deny_unknown_fields` would refuse every load made
+        // under CI if they were read as one.
+        let harness = ["config", "specs_dir", "python"];
         fig = fig
-            .merge(Env::prefixed("AGENTGATE_").split("__").ignore(&["config"]))
+            .merge(Env::prefixed("AGENTGATE_").split("__").ignore(&harness))
             .merge(Serialized::defaults(overrides));
         let raw: RawSettings = fig.extract().map_err(|e| {
             // figment errors name the key and the source (file or env var)
@@ -177,6 +192,7 @@ impl Settings {
             checkout_ttl: ttl("checkout_ttl_secs", raw.checkout_ttl_secs)?,
             max_body_bytes: raw.max_body_bytes,
             request_timeout: std::time::Duration::from_secs(raw.request_timeout_secs),
+            allow_private_profile_hosts: raw.allow_private_profile_hosts,
         })
     }
 
@@ -202,6 +218,7 @@ mod tests {
         assert!(s.listen.ip().is_loopback(), "bind to loopback by default");
         assert_eq!(s.public_base_url, "http://127.0.0.1:8080");
         assert_eq!(s.checkout_ttl, time::Duration::hours(6));
+        assert!(!s.allow_private_profile_hosts, "SSRF protection is on by default");
     }
 
     #[test]

@@ -4,5 +4,6 @@
 
 pub mod keyfile;
 pub mod payments;
+pub mod profile_fetcher;
 pub mod records;
 pub mod sqlite;

@@ -25,6 +25,7 @@ use well_known::StaticDoc;
 #[derive(Clone)]
 pub struct Docs {
     pub profile: StaticDoc,
+    pub profile_2026_01_11: StaticDoc,
     pub jwks: StaticDoc,
 }
 
@@ -39,14 +40,20 @@ impl AppState {
     /// Builds the state, rendering the discovery documents from `jwks` (the
     /// public key set of the merchant's key ring).
     pub fn new(gateway: Arc<Gateway>, jwks: serde_json::Value) -> Self {
+        use crate::ucp::profile::{business_profile, business_profile_2026_01_11, ProfileInput};
         let settings = gateway.settings();
         let signing_keys = jwks.get("keys").and_then(|k| k.as_array()).cloned().unwrap_or_default();
-        let profile = crate::ucp::profile::business_profile(&crate::ucp::profile::ProfileInput {
+        let input = ProfileInput {
             public_base_url: &settings.public_base_url,
             signing_keys,
             payment_processors: vec![gateway.payments().name()],
-        });
-        let docs = Docs { profile: StaticDoc::new(&profile), jwks: StaticDoc::new(&jwks) };
+            ap2_mandate: false,
+        };
+        let docs = Docs {
+            profile: StaticDoc::new(&business_profile(&input)),
+            profile_2026_01_11: StaticDoc::new(&business_profile_2026_01_11(&input)),
+            jwks: StaticDoc::new(&jwks),
+        };
         Self { gateway, docs: Arc::new(docs) }
     }
 }
@@ -58,6 +65,7 @@ pub fn app(state: AppState) -> Router {
     let routes = Router::new()
         .route("/health", get(well_known::health))
         .route("/.well-known/ucp", get(well_known::ucp_profile))
+        .route("/.well-known/ucp/2026-01-11", get(well_known::ucp_profile_2026_01_11))
         .route("/.well-known/jwks.json", get(well_known::jwks))
         .fallback(error::not_found)
         .with_state(state);

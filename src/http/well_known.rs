@@ -1,4 +1,5 @@
-//! `/health`, `/.well-known/ucp` and `/.well-known/jwks.json`.
+//! `/health`, `/.well-known/ucp` (with `/.well-known/ucp/2026-01-11`, the
+//! profile of the older protocol version) and `/.well-known/jwks.json`.
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -52,6 +53,11 @@ impl StaticDoc {
 
 pub async fn ucp_profile(State(state): State<AppState>, headers: HeaderMap) -> Response {
     cached_document(&headers, &state.docs.profile.body, &state.docs.profile.etag)
+}
+
+pub async fn ucp_profile_2026_01_11(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let doc = &state.docs.profile_2026_01_11;
+    cached_document(&headers, &doc.body, &doc.etag)
 }
 
 pub async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {

@@ -3,6 +3,8 @@
 //! cannot run on this machine.
 #![allow(dead_code)]
 
+pub mod schema;
+
 use std::path::PathBuf;
 
 fn in_ci() -> bool {
