@@ -2,4 +2,5 @@
 //! outside system (SQLite, a payment processor, a key file) and nothing of
 //! the transports.
 
+pub mod catalog_import;
 pub mod sqlite;
