@@ -1,3 +1,4 @@
 pub mod adapters;
+pub mod cli;
 pub mod domain;
 pub mod ports;
