@@ -33,6 +33,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(settings.log_format);
             agentgate::bootstrap::serve(settings).await
         }
+        Command::Catalog(cmd) => agentgate::cli::catalog::run(cmd).await,
         Command::Keys(cmd) => agentgate::cli::keys::run(cmd),
         Command::Mandate(cmd) => agentgate::cli::mandate::run(cmd),
     }

@@ -114,6 +114,18 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
 }
 
+/// The top-level setting names, taken from the settings type itself so the
+/// list cannot drift from the fields.
+fn setting_names() -> Vec<String> {
+    let mut names: Vec<String> = match serde_json::to_value(RawSettings::default()) {
+        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    // Secrets are never serialised, so they are named here.
+    names.push("signing_key".to_owned());
+    names
+}
+
 fn bad(setting: &str, why: impl std::fmt::Display) -> Error {
     Error::invalid(format!("setting `{setting}`: {why}"))
 }
@@ -129,13 +141,17 @@ impl Settings {
             }
             fig = fig.merge(Toml::file(path));
         }
-        // `AGENTGATE_CONFIG` names the file, and `AGENTGATE_SPECS_DIR` and
-        // `AGENTGATE_PYTHON` belong to the test harness (`.ci/run`); none is
-        // a setting, and `deny_unknown_fields` would refuse every load made
-        // under CI if they were read as one.
-        let harness = ["config", "specs_dir", "python"];
+        // Only variables that name a setting are read: other tools share the
+        // prefix (`AGENTGATE_CONFIG` names the file, the test harness sets
+        // `AGENTGATE_SPECS_DIR`, `AGENTGATE_PYTHON`, `AGENTGATE_BIN`). The
+        // TOML file, by contrast, refuses unknown keys, so a typo there is
+        // caught.
+        let known = setting_names();
         fig = fig
-            .merge(Env::prefixed("AGENTGATE_").split("__").ignore(&harness))
+            .merge(Env::prefixed("AGENTGATE_").split("__").filter(move |key| {
+                let top = key.as_str().split('.').next().unwrap_or_default();
+                known.iter().any(|k| k.eq_ignore_ascii_case(top))
+            }))
             .merge(Serialized::defaults(overrides));
         let raw: RawSettings = fig.extract().map_err(|e| {
             // figment errors name the key and the source (file or env var)
@@ -249,6 +265,7 @@ mod tests {
             )?;
             jail.set_env("AGENTGATE_LISTEN", "127.0.0.1:9100");
             jail.set_env("AGENTGATE_SIGNING_KEY", "super-secret-value");
+            jail.set_env("AGENTGATE_SOME_TOOL_PATH", "/not/a/setting");
             let overrides = Overrides { data_dir: Some("/tmp/x".into()), ..Default::default() };
             let s = Settings::load(Some(Path::new("agentgate.toml")), &overrides)
                 .map_err(|e| e.to_string())?;

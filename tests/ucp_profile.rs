@@ -6,8 +6,6 @@
 
 mod support;
 
-use std::sync::Arc;
-
 use agentgate::ucp::negotiate::{self, Resource};
 use agentgate::ucp::profile::{self, ProfileInput};
 use axum::body::Body;
@@ -154,64 +152,10 @@ fn negotiated_ucp_members_match_the_response_schemas() {
     }
 }
 
-/// A catalog with nothing in it: the router tests need a gateway, not
-/// products.
-struct EmptyCatalog;
-
-#[async_trait::async_trait]
-impl agentgate::ports::Catalog for EmptyCatalog {
-    async fn search(
-        &self,
-        _: &agentgate::ports::SearchQuery,
-    ) -> agentgate::domain::Result<agentgate::ports::SearchPage> {
-        Ok(agentgate::ports::SearchPage { products: vec![], next_cursor: None })
-    }
-    async fn product(
-        &self,
-        _: &agentgate::domain::ProductId,
-    ) -> agentgate::domain::Result<Option<agentgate::domain::Product>> {
-        Ok(None)
-    }
-    async fn product_by_handle(
-        &self,
-        _: &str,
-    ) -> agentgate::domain::Result<Option<agentgate::domain::Product>> {
-        Ok(None)
-    }
-    async fn variant(
-        &self,
-        _: &agentgate::domain::VariantId,
-    ) -> agentgate::domain::Result<Option<(agentgate::domain::Product, agentgate::domain::VariantId)>>
-    {
-        Ok(None)
-    }
-    async fn by_sku(
-        &self,
-        _: &agentgate::domain::Sku,
-    ) -> agentgate::domain::Result<Option<(agentgate::domain::Product, agentgate::domain::VariantId)>>
-    {
-        Ok(None)
-    }
-    async fn categories(&self) -> agentgate::domain::Result<Vec<agentgate::domain::CategoryNode>> {
-        Ok(vec![])
-    }
-}
-
-fn router(dir: &std::path::Path) -> axum::Router {
-    let settings = Arc::new(agentgate::settings::Settings::for_data_dir(dir));
-    let store = Arc::new(agentgate::adapters::sqlite::SqliteStore::open(dir).unwrap());
-    let payments = Arc::new(agentgate::adapters::payments::SandboxPayments::new(
-        settings.public_base_url.clone(),
-    ));
-    let gateway = agentgate::gateway::Gateway::new(
-        settings,
-        store,
-        Arc::new(EmptyCatalog),
-        payments,
-        Arc::new(agentgate::ports::SystemClock),
-    );
-    let state = agentgate::http::AppState::new(Arc::new(gateway), json!({"keys": [jwk()]}));
-    agentgate::http::app(state)
+async fn router(dir: &std::path::Path) -> axum::Router {
+    let settings = agentgate::settings::Settings::for_data_dir(dir);
+    let app = agentgate::bootstrap::build(settings).await.unwrap();
+    agentgate::http::app(app.state)
 }
 
 async fn get(
@@ -234,7 +178,7 @@ async fn get(
 async fn the_router_serves_both_profiles_cacheably() {
     let Some(specs) = support::specs_dir() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let app = router(dir.path());
+    let app = router(dir.path()).await;
     let current =
         serde_json::from_slice::<Value>(&get(&app, "/.well-known/ucp", None).await.2).unwrap();
     let old_url = current["ucp"]["supported_versions"]["2026-01-11"].as_str().unwrap().to_owned();
@@ -266,7 +210,11 @@ async fn the_router_serves_both_profiles_cacheably() {
         assert!(etag.starts_with('"') && etag.ends_with('"'), "{path}: {etag}");
         let doc: Value = serde_json::from_slice(&body).unwrap();
         schema::assert_valid(validator, &doc, path);
-        assert_eq!(doc["signing_keys"][0]["kid"], "k1", "{path}");
+        // The profile's keys are the key ring's, as served in the JWKS.
+        let jwks: Value =
+            serde_json::from_slice(&get(&app, "/.well-known/jwks.json", None).await.2).unwrap();
+        assert_eq!(doc["signing_keys"][0]["kid"], jwks["keys"][0]["kid"], "{path}");
+        assert!(doc["signing_keys"][0].get("d").is_none(), "{path}: no private part");
 
         let (status, headers, body) = get(&app, path, Some(&etag)).await;
         assert_eq!(status, StatusCode::NOT_MODIFIED, "{path}");

@@ -2,6 +2,7 @@
 //! outside system (SQLite, a payment processor, a key file) and nothing of
 //! the transports.
 
+pub mod catalog_import;
 pub mod keyfile;
 pub mod payments;
 pub mod profile_fetcher;

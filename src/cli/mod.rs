@@ -1,6 +1,7 @@
 //! The command line: `serve` and the operator and agent-side tools. Parsing
 //! only; each command hands off to the library.
 
+pub mod catalog;
 pub mod keys;
 pub mod mandate;
 
@@ -28,6 +29,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP gateway.
     Serve(ServeArgs),
+    /// Manage the embedded catalog.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
     /// Make and inspect ES256 key files.
     #[command(subcommand)]
     Keys(keys::KeysCommand),

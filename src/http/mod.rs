@@ -188,12 +188,32 @@ mod tests {
     async fn every_error_has_the_error_body() {
         let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
             (json_post("{not json"), StatusCode::BAD_REQUEST, "malformed_json"),
-            (json_post(format!("{{\"n\": 1, \"pad\": \"{}\"}}", "x".repeat(4096))), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            (
+                json_post(format!("{{\"n\": 1, \"pad\": \"{}\"}}", "x".repeat(4096))),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+            ),
             (json_post("{\"n\": -1}"), StatusCode::BAD_REQUEST, "invalid_input"),
-            (Request::post("/echo").body(Body::from("{}")).unwrap(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-            (Request::get("/nowhere").body(Body::empty()).unwrap(), StatusCode::NOT_FOUND, "not_found"),
-            (Request::get("/echo").body(Body::empty()).unwrap(), StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            (Request::get("/boom").body(Body::empty()).unwrap(), StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            (
+                Request::post("/echo").body(Body::from("{}")).unwrap(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+            ),
+            (
+                Request::get("/nowhere").body(Body::empty()).unwrap(),
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                Request::get("/echo").body(Body::empty()).unwrap(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+            ),
+            (
+                Request::get("/boom").body(Body::empty()).unwrap(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
         ];
         for (req, want_status, want_code) in cases {
             let (status, headers, body) = call(req).await;
@@ -210,7 +230,8 @@ mod tests {
 
     #[tokio::test]
     async fn method_errors_keep_allow_and_client_ids_are_echoed() {
-        let req = Request::get("/echo").header("request-id", "client-42").body(Body::empty()).unwrap();
+        let req =
+            Request::get("/echo").header("request-id", "client-42").body(Body::empty()).unwrap();
         let (status, headers, body) = call(req).await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
         assert!(headers.get("allow").is_some());

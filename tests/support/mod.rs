@@ -44,7 +44,10 @@ pub fn python() -> Option<PathBuf> {
             None
         }
         None => {
-            unavailable("the Python test venv", "AGENTGATE_PYTHON is not set (run .ci/run to create it)");
+            unavailable(
+                "the Python test venv",
+                "AGENTGATE_PYTHON is not set (run .ci/run to create it)",
+            );
             None
         }
     }

@@ -1,9 +1,11 @@
 //! The embedded SQLite adapters: the durable store and the FTS5 catalog,
 //! sharing one database file in the data dir.
 
+pub mod catalog;
 pub mod db;
 pub mod store;
 
+pub use catalog::SqliteCatalog;
 pub use db::{Db, Migration};
 pub use store::SqliteStore;
 
@@ -13,5 +15,6 @@ pub use store::SqliteStore;
 pub fn migrations() -> Vec<Migration> {
     let mut all = vec![db::STOCK_MIGRATION];
     all.extend_from_slice(store::MIGRATIONS);
+    all.extend_from_slice(catalog::MIGRATIONS);
     all
 }

@@ -1,0 +1,1413 @@
+//! The embedded catalog: products and variants in SQLite, searched through
+//! an FTS5 full-text index, implementing the [`Catalog`] port.
+//!
+//! This module owns the catalog tables (`products`, `variants`,
+//! `product_tags`, `products_fts`), search, cursor pagination and the bulk
+//! import. It does not own stock: quantities live in the shared `stock`
+//! table that the store decrements at checkout, and every read here joins
+//! it, so a search never shows a count the checkout would disagree with.
+//! Import writes that table only to set the file's starting quantities.
+//!
+//! Search semantics, in one place:
+//! - Text is split into words (letters and digits); nothing the caller types
+//!   is ever FTS5 syntax. Every word must match (stemmed, with prefix
+//!   matching on the last one); if no product matches them all, the first
+//!   page falls back to products matching any word, ranked by relevance, and
+//!   the cursor remembers which of the two it was.
+//! - Relevance is BM25 with the title weighted highest, then tags, category
+//!   and description. Ties, and the order of a search without text, fall
+//!   back to the product id, so every order is total and stable.
+//! - Filters select products, and a product always comes back whole, with
+//!   all its variants: it matches the price and stock filters when one of its
+//!   variants is within the price bounds *and* (with `in_stock_only`) has
+//!   stock. The agent then sees the options and their current stock, rather
+//!   than a product that changes shape with the filter.
+//! - Price bounds compare minor units; an import has one currency (see
+//!   `catalog_import`), so the comparison means what it says.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rusqlite::types::Value;
+use rusqlite::{params, Connection, ErrorCode as SqliteCode, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::db::{Db, Migration};
+use crate::adapters::catalog_import;
+use crate::domain::{
+    CategoryNode, Currency, Error, Money, Product, ProductId, Result, Sku, Variant, VariantId,
+};
+use crate::ports::{Catalog, SearchPage, SearchQuery};
+
+/// Page size when the caller asks for 0.
+pub const DEFAULT_PAGE_SIZE: u32 = 10;
+/// No page is larger, whatever the caller asks: it bounds the work one
+/// request can cause and the size of one answer.
+pub const MAX_PAGE_SIZE: u32 = 50;
+/// Longer search text is refused rather than cut, so the caller knows.
+pub const MAX_TEXT_CHARS: usize = 500;
+/// Words past this many are ignored; they add cost and rarely precision.
+const MAX_TERMS: usize = 16;
+/// Longer "words" (base64 blobs, pasted hashes) cannot match a product.
+const MAX_TERM_CHARS: usize = 64;
+const MAX_FILTER_TAGS: usize = 16;
+const MAX_CURSOR_CHARS: usize = 600;
+/// The search builds one SQL shape per combination of filters (about 32),
+/// and each is worth keeping prepared.
+const STATEMENT_CACHE: usize = 128;
+
+/// BM25 column weights, in the column order of `products_fts`: a word in the
+/// title says far more about a product than the same word in a description.
+const BM25: &str = "bm25(products_fts, 10.0, 1.0, 4.0, 2.0)";
+
+/// The catalog schema.
+///
+/// `products_fts` is an *external-content* FTS5 table over `products`, kept
+/// in step by triggers. The text is stored once (in `products`), the index
+/// can be rebuilt from it (`INSERT INTO products_fts(products_fts)
+/// VALUES('rebuild')`), and because the triggers delete index entries with
+/// the row's own old values, the index cannot drift from the rows the way
+/// it can when application code maintains it. A contentless table would
+/// need the same triggers and could not be rebuilt.
+///
+/// Tags are kept twice on purpose: as a JSON array in `products.tags`, in the
+/// merchant's order, for display and for the full-text index; and as rows of
+/// `product_tags` for the exact, case-insensitive tag filter, which the
+/// full-text index (stemmed, split on `-`) cannot answer.
+pub const MIGRATIONS: &[Migration] = &[(
+    "100_catalog",
+    "CREATE TABLE products (
+        pk INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        handle TEXT NOT NULL UNIQUE,
+        title TEXT NOT NULL,
+        description TEXT NOT NULL,
+        category TEXT NOT NULL COLLATE NOCASE,
+        tags TEXT NOT NULL,
+        image_url TEXT
+    ) STRICT;
+    CREATE INDEX products_category ON products (category);
+
+    CREATE TABLE variants (
+        id TEXT PRIMARY KEY,
+        product_pk INTEGER NOT NULL REFERENCES products (pk) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        sku TEXT NOT NULL UNIQUE,
+        title TEXT NOT NULL,
+        price INTEGER NOT NULL CHECK (price >= 0),
+        currency TEXT NOT NULL,
+        requires_shipping INTEGER NOT NULL CHECK (requires_shipping IN (0, 1))
+    ) STRICT;
+    CREATE INDEX variants_product ON variants (product_pk, position);
+
+    CREATE TABLE product_tags (
+        tag TEXT NOT NULL COLLATE NOCASE,
+        product_pk INTEGER NOT NULL REFERENCES products (pk) ON DELETE CASCADE,
+        PRIMARY KEY (tag, product_pk)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX product_tags_product ON product_tags (product_pk);
+
+    CREATE VIRTUAL TABLE products_fts USING fts5 (
+        title, description, tags, category,
+        content = 'products', content_rowid = 'pk',
+        tokenize = 'porter unicode61 remove_diacritics 2',
+        prefix = '2 3'
+    );
+    CREATE TRIGGER products_fts_insert AFTER INSERT ON products BEGIN
+        INSERT INTO products_fts (rowid, title, description, tags, category)
+        VALUES (new.pk, new.title, new.description, new.tags, new.category);
+    END;
+    CREATE TRIGGER products_fts_delete AFTER DELETE ON products BEGIN
+        INSERT INTO products_fts (products_fts, rowid, title, description, tags, category)
+        VALUES ('delete', old.pk, old.title, old.description, old.tags, old.category);
+    END;
+    CREATE TRIGGER products_fts_update AFTER UPDATE ON products BEGIN
+        INSERT INTO products_fts (products_fts, rowid, title, description, tags, category)
+        VALUES ('delete', old.pk, old.title, old.description, old.tags, old.category);
+        INSERT INTO products_fts (rowid, title, description, tags, category)
+        VALUES (new.pk, new.title, new.description, new.tags, new.category);
+    END;",
+)];
+
+/// What an import did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Products in the import (created or updated).
+    pub products: usize,
+    pub variants: usize,
+    /// Distinct category paths in the import.
+    pub categories: usize,
+    /// Products in the import with no variant in stock.
+    pub sold_out: usize,
+    /// Products in the catalog after the import, including earlier ones.
+    pub catalog_products: u64,
+}
+
+/// The FTS5 catalog on the shared SQLite database.
+#[derive(Clone)]
+pub struct SqliteCatalog {
+    db: Arc<Db>,
+}
+
+impl SqliteCatalog {
+    /// Wraps a database opened with [`MIGRATIONS`] (and the stock migration).
+    pub fn new(db: Arc<Db>) -> Self {
+        Self { db }
+    }
+
+    /// Adds or updates `products` in one transaction.
+    ///
+    /// Products are matched by id: a known product is updated in place (its
+    /// variants and tags replaced by the imported ones), a new one is
+    /// created, and products missing from the import are left alone. Each
+    /// variant's stock is set to the imported quantity. Importing the same
+    /// products twice leaves the catalog as one import did.
+    pub async fn import(&self, products: Vec<Product>) -> Result<ImportReport> {
+        catalog_import::validate(&products)?;
+        let mut categories: Vec<&str> = products.iter().map(|p| p.category.as_str()).collect();
+        categories.sort_unstable();
+        categories.dedup();
+        let mut report = ImportReport {
+            products: products.len(),
+            variants: products.iter().map(|p| p.variants.len()).sum(),
+            categories: categories.len(),
+            sold_out: products.iter().filter(|p| p.variants.iter().all(|v| v.stock == 0)).count(),
+            catalog_products: 0,
+        };
+        report.catalog_products = self.db.write(move |conn| import_all(conn, &products)).await?;
+        Ok(report)
+    }
+}
+
+/// Maps a constraint violation to an input error worded by `message`, and
+/// anything else to a store error.
+fn constraint_or_store(err: rusqlite::Error, message: impl FnOnce() -> String) -> Error {
+    match err.sqlite_error_code() {
+        Some(SqliteCode::ConstraintViolation) => Error::invalid(message()),
+        _ => Error::store(err),
+    }
+}
+
+/// The import transaction; returns the catalog's product count afterwards.
+fn import_all(conn: &mut Connection, products: &[Product]) -> Result<u64> {
+    let tx = conn.transaction().map_err(Error::store)?;
+    {
+        // An upsert that leaves unchanged rows untouched, so a re-import does
+        // not churn the full-text index. RETURNING yields nothing when the
+        // row was unchanged; the pk is then read separately.
+        let mut upsert = tx
+            .prepare(
+                "INSERT INTO products (id, handle, title, description, category, tags, image_url)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (id) DO UPDATE SET
+                    handle = excluded.handle, title = excluded.title,
+                    description = excluded.description, category = excluded.category,
+                    tags = excluded.tags, image_url = excluded.image_url
+                 WHERE products.handle IS NOT excluded.handle
+                    OR products.title IS NOT excluded.title
+                    OR products.description IS NOT excluded.description
+                    OR products.category IS NOT excluded.category COLLATE BINARY
+                    OR products.tags IS NOT excluded.tags
+                    OR products.image_url IS NOT excluded.image_url
+                 RETURNING pk",
+            )
+            .map_err(Error::store)?;
+        let mut pk_of =
+            tx.prepare("SELECT pk FROM products WHERE id = ?1").map_err(Error::store)?;
+        let mut clear_variants =
+            tx.prepare("DELETE FROM variants WHERE product_pk = ?1").map_err(Error::store)?;
+        let mut clear_tags =
+            tx.prepare("DELETE FROM product_tags WHERE product_pk = ?1").map_err(Error::store)?;
+        // First every product row, and the removal of the old variants of
+        // each, so that a variant or SKU moving between two products of the
+        // same import does not collide with its old self.
+        let mut pks = Vec::with_capacity(products.len());
+        for p in products {
+            let tags = serde_json::to_string(&p.tags).map_err(Error::internal)?;
+            let inserted: Option<i64> = upsert
+                .query_row(
+                    params![
+                        p.id.as_str(),
+                        p.handle,
+                        p.title,
+                        p.description,
+                        p.category,
+                        tags,
+                        p.image_url
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| {
+                    constraint_or_store(e, || {
+                        format!(
+                            "product {:?}: handle {:?} is already used by another product",
+                            p.id.as_str(),
+                            p.handle
+                        )
+                    })
+                })?;
+            let pk = match inserted {
+                Some(pk) => pk,
+                None => pk_of.query_row([p.id.as_str()], |r| r.get(0)).map_err(Error::store)?,
+            };
+            clear_variants.execute([pk]).map_err(Error::store)?;
+            clear_tags.execute([pk]).map_err(Error::store)?;
+            pks.push(pk);
+        }
+        let mut insert_variant = tx
+            .prepare(
+                "INSERT INTO variants (id, product_pk, position, sku, title, price, currency, requires_shipping)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .map_err(Error::store)?;
+        let mut owner = tx
+            .prepare(
+                "SELECT p.id FROM variants v JOIN products p ON p.pk = v.product_pk
+                 WHERE v.id = ?1 OR v.sku = ?2 LIMIT 1",
+            )
+            .map_err(Error::store)?;
+        // Tags that differ only in ASCII case are one tag to the filter.
+        let mut insert_tag = tx
+            .prepare("INSERT OR IGNORE INTO product_tags (tag, product_pk) VALUES (?1, ?2)")
+            .map_err(Error::store)?;
+        let mut set_stock = tx
+            .prepare(
+                "INSERT INTO stock (sku, quantity) VALUES (?1, ?2)
+                 ON CONFLICT (sku) DO UPDATE SET quantity = excluded.quantity",
+            )
+            .map_err(Error::store)?;
+        for (p, pk) in products.iter().zip(&pks) {
+            for (position, v) in p.variants.iter().enumerate() {
+                insert_variant
+                    .execute(params![
+                        v.id.as_str(),
+                        pk,
+                        position as i64,
+                        v.sku.as_str(),
+                        v.title,
+                        v.price.minor(),
+                        v.price.currency().code(),
+                        v.requires_shipping
+                    ])
+                    .map_err(|e| {
+                        constraint_or_store(e, || {
+                            let other: Option<String> = owner
+                                .query_row([v.id.as_str(), v.sku.as_str()], |r| r.get(0))
+                                .optional()
+                                .ok()
+                                .flatten();
+                            format!(
+                                "product {:?}: variant {:?} (sku {:?}) already belongs to product {:?}",
+                                p.id.as_str(),
+                                v.id.as_str(),
+                                v.sku.as_str(),
+                                other.unwrap_or_default()
+                            )
+                        })
+                    })?;
+                set_stock.execute(params![v.sku.as_str(), v.stock]).map_err(Error::store)?;
+            }
+            for tag in &p.tags {
+                insert_tag.execute(params![tag, pk]).map_err(Error::store)?;
+            }
+        }
+    }
+    // Merging the index's segments into one b-tree makes every later query
+    // read fewer pages; it is cheap next to the import itself.
+    tx.execute("INSERT INTO products_fts (products_fts) VALUES ('optimize')", [])
+        .map_err(Error::store)?;
+    let count: i64 =
+        tx.query_row("SELECT COUNT(*) FROM products", [], |r| r.get(0)).map_err(Error::store)?;
+    tx.commit().map_err(Error::store)?;
+    // Fresh statistics let the planner choose between the category, tag and
+    // full-text paths; stale ones only cost speed, so a failure is ignored.
+    let _ = conn.execute_batch("PRAGMA optimize");
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// Whether a search had to settle for products matching any of its words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Mode {
+    All,
+    Any,
+}
+
+/// A search reduced to its meaning: two queries with the same plan return
+/// the same products in the same order.
+#[derive(Debug, Clone, PartialEq)]
+struct Plan {
+    /// Lower-cased words of the text, deduplicated, in order.
+    terms: Vec<String>,
+    category: Option<String>,
+    /// Deduplicated ASCII case-insensitively, sorted.
+    tags: Vec<String>,
+    price: Option<(i64, i64)>,
+    in_stock: bool,
+    limit: usize,
+}
+
+impl Plan {
+    fn from_query(q: &SearchQuery) -> Result<Plan> {
+        if q.text.chars().count() > MAX_TEXT_CHARS {
+            return Err(Error::invalid(format!(
+                "search text must be at most {MAX_TEXT_CHARS} characters"
+            )));
+        }
+        let mut terms: Vec<String> = Vec::new();
+        for word in q.text.split(|c: char| !c.is_alphanumeric()) {
+            if word.is_empty() || word.chars().count() > MAX_TERM_CHARS {
+                continue;
+            }
+            let word = word.to_lowercase();
+            if !terms.contains(&word) {
+                terms.push(word);
+            }
+            if terms.len() == MAX_TERMS {
+                break;
+            }
+        }
+        let category = q
+            .category
+            .as_deref()
+            .map(|c| {
+                c.trim().trim_matches('/').split('/').map(str::trim).collect::<Vec<_>>().join("/")
+            })
+            .filter(|c| !c.is_empty());
+        if category.as_ref().is_some_and(|c| c.chars().count() > catalog_import::MAX_CATEGORY_CHARS)
+        {
+            return Err(Error::invalid("category filter is too long"));
+        }
+        let mut tags: Vec<String> = Vec::new();
+        for tag in q.tags.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
+            let tag = tag.to_ascii_lowercase();
+            if !tags.contains(&tag) {
+                tags.push(tag);
+            }
+        }
+        if tags.len() > MAX_FILTER_TAGS {
+            return Err(Error::invalid(format!("at most {MAX_FILTER_TAGS} tags can be required")));
+        }
+        tags.sort_unstable();
+        let price = match (q.price_min, q.price_max) {
+            (None, None) => None,
+            (lo, hi) => {
+                let (lo, hi) = (lo.unwrap_or(i64::MIN), hi.unwrap_or(i64::MAX));
+                if lo > hi {
+                    return Err(Error::invalid("price_min must not be greater than price_max"));
+                }
+                Some((lo, hi))
+            }
+        };
+        let limit = match q.limit {
+            0 => DEFAULT_PAGE_SIZE,
+            n => n.min(MAX_PAGE_SIZE),
+        } as usize;
+        Ok(Plan { terms, category, tags, price, in_stock: q.in_stock_only, limit })
+    }
+
+    /// A canonical text of everything that decides the result order; the
+    /// page size is left out, so a caller may change it between pages.
+    fn fingerprint(&self) -> String {
+        let category = self.category.as_deref().map(str::to_ascii_lowercase);
+        serde_json::json!([self.terms, category, self.tags, self.price, self.in_stock]).to_string()
+    }
+
+    /// The FTS5 query for the words, or `None` to list without text.
+    ///
+    /// Each word is a quoted FTS5 string. The words contain only letters and
+    /// digits (see [`Plan::from_query`]), so no quote can end a string early
+    /// and operators (`OR`, `NEAR`, `*`, `^`, `-`, `:`) inside quotes are
+    /// just text. The last word also matches as a prefix, for text typed
+    /// as the user goes; a one-letter prefix would match half the index,
+    /// so it is left exact.
+    fn match_expr(&self, mode: Mode) -> Option<String> {
+        let last = self.terms.len().checked_sub(1)?;
+        let words: Vec<String> = self
+            .terms
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                if i == last && t.chars().count() > 1 {
+                    format!("\"{t}\"*")
+                } else {
+                    format!("\"{t}\"")
+                }
+            })
+            .collect();
+        Some(words.join(match mode {
+            Mode::All => " AND ",
+            Mode::Any => " OR ",
+        }))
+    }
+}
+
+/// Where the previous page ended, in the order of its mode.
+#[derive(Debug, Clone, PartialEq)]
+struct Position {
+    mode: Mode,
+    score: f64,
+    id: String,
+}
+
+/// The cursor as sent to clients, base64url-encoded JSON. `c` binds the
+/// position to the query's fingerprint, so a cursor from another query, or
+/// one edited by hand, is refused instead of paging through the wrong list.
+/// It is a check, not a secret: a forged cursor could only move within the
+/// caller's own results.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CursorWire {
+    v: u8,
+    m: Mode,
+    /// The score's bits: a float printed and parsed as decimal may come
+    /// back one unit off, and the position must compare exactly.
+    s: u64,
+    id: String,
+    c: String,
+}
+
+const CURSOR_VERSION: u8 = 1;
+
+fn cursor_check(plan: &Plan, pos: &Position) -> String {
+    let text = serde_json::json!([
+        "agentgate.catalog.cursor.v1",
+        plan.fingerprint(),
+        pos.mode,
+        pos.score.to_bits(),
+        pos.id
+    ])
+    .to_string();
+    let digest = Sha256::digest(text.as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn encode_cursor(plan: &Plan, pos: &Position) -> Result<String> {
+    let wire = CursorWire {
+        v: CURSOR_VERSION,
+        m: pos.mode,
+        s: pos.score.to_bits(),
+        id: pos.id.clone(),
+        c: cursor_check(plan, pos),
+    };
+    let json = serde_json::to_vec(&wire).map_err(Error::internal)?;
+    Ok(URL_SAFE_NO_PAD.encode(json))
+}
+
+fn decode_cursor(raw: &str, plan: &Plan) -> Result<Position> {
+    let malformed = || Error::invalid("cursor is malformed; start the search again without one");
+    if raw.len() > MAX_CURSOR_CHARS {
+        return Err(malformed());
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(raw.trim()).map_err(|_| malformed())?;
+    let wire: CursorWire = serde_json::from_slice(&bytes).map_err(|_| malformed())?;
+    let pos = Position { mode: wire.m, score: f64::from_bits(wire.s), id: wire.id };
+    if wire.v != CURSOR_VERSION || !pos.score.is_finite() {
+        return Err(malformed());
+    }
+    if cursor_check(plan, &pos) != wire.c {
+        return Err(Error::invalid(
+            "cursor belongs to a different search; repeat the search that produced it",
+        ));
+    }
+    Ok(pos)
+}
+
+/// SQL text with its parameters, numbered as they are added.
+#[derive(Default)]
+struct Sql {
+    text: String,
+    values: Vec<Value>,
+}
+
+impl Sql {
+    fn bind(&mut self, value: impl Into<Value>) -> String {
+        self.values.push(value.into());
+        format!("?{}", self.values.len())
+    }
+
+    fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+    }
+}
+
+const PRODUCT_COLUMNS: &str =
+    "p.pk, p.id, p.handle, p.title, p.description, p.category, p.tags, p.image_url";
+
+/// The search statement for one page: `fetch` rows after `after`.
+fn search_sql(plan: &Plan, mode: Mode, after: Option<&Position>, fetch: usize) -> Sql {
+    let mut sql = Sql::default();
+    let order = match plan.match_expr(mode) {
+        Some(expr) => {
+            sql.push(&format!(
+                "SELECT {PRODUCT_COLUMNS}, {BM25} AS score
+                 FROM products_fts JOIN products p ON p.pk = products_fts.rowid
+                 WHERE products_fts MATCH "
+            ));
+            let m = sql.bind(expr);
+            sql.push(&m);
+            if let Some(after) = after {
+                let s = sql.bind(after.score);
+                let id = sql.bind(after.id.clone());
+                sql.push(&format!(" AND (score > {s} OR (score = {s} AND p.id > {id}))"));
+            }
+            " ORDER BY score, p.id"
+        }
+        None => {
+            sql.push(&format!("SELECT {PRODUCT_COLUMNS}, 0.0 AS score FROM products p WHERE 1"));
+            if let Some(after) = after {
+                let id = sql.bind(after.id.clone());
+                sql.push(&format!(" AND p.id > {id}"));
+            }
+            " ORDER BY p.id"
+        }
+    };
+    if let Some(category) = &plan.category {
+        // The path itself, or anything below it: `apparel/` < `apparel/x` <
+        // `apparel0`, since `0` follows `/` in ASCII. A range keeps the index
+        // usable where `LIKE 'apparel/%'` would not be.
+        let exact = sql.bind(category.clone());
+        let lo = sql.bind(format!("{category}/"));
+        let hi = sql.bind(format!("{category}0"));
+        sql.push(&format!(
+            " AND (p.category = {exact} OR (p.category > {lo} AND p.category < {hi}))"
+        ));
+    }
+    if !plan.tags.is_empty() {
+        let list = sql.bind(serde_json::json!(plan.tags).to_string());
+        let n = sql.bind(plan.tags.len() as i64);
+        sql.push(&format!(
+            " AND p.pk IN (SELECT product_pk FROM product_tags
+                WHERE tag IN (SELECT value FROM json_each({list}))
+                GROUP BY product_pk HAVING COUNT(*) = {n})"
+        ));
+    }
+    if plan.price.is_some() || plan.in_stock {
+        sql.push(" AND EXISTS (SELECT 1 FROM variants v");
+        if plan.in_stock {
+            sql.push(" JOIN stock s ON s.sku = v.sku AND s.quantity > 0");
+        }
+        sql.push(" WHERE v.product_pk = p.pk");
+        if let Some((lo, hi)) = plan.price {
+            let lo = sql.bind(lo);
+            let hi = sql.bind(hi);
+            sql.push(&format!(" AND v.price >= {lo} AND v.price <= {hi}"));
+        }
+        sql.push(")");
+    }
+    sql.push(order);
+    let limit = sql.bind(fetch as i64);
+    sql.push(&format!(" LIMIT {limit}"));
+    sql
+}
+
+/// A product row before its variants are attached.
+struct ProductRow {
+    pk: i64,
+    id: String,
+    handle: String,
+    title: String,
+    description: String,
+    category: String,
+    tags: String,
+    image_url: Option<String>,
+    score: f64,
+}
+
+fn product_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProductRow> {
+    Ok(ProductRow {
+        pk: r.get(0)?,
+        id: r.get(1)?,
+        handle: r.get(2)?,
+        title: r.get(3)?,
+        description: r.get(4)?,
+        category: r.get(5)?,
+        tags: r.get(6)?,
+        image_url: r.get(7)?,
+        score: r.get(8)?,
+    })
+}
+
+/// Rows were validated on import, so one that fails to parse means the
+/// database was changed behind the catalog's back.
+fn corrupt(detail: impl std::fmt::Display) -> Error {
+    Error::internal(format!("catalog row does not parse: {detail}"))
+}
+
+/// The variants, with current stock, of the given products: one query for
+/// a whole page, never one per product.
+fn load_variants(conn: &Connection, pks: &[i64]) -> Result<HashMap<i64, Vec<Variant>>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT v.product_pk, v.id, v.sku, v.title, v.price, v.currency, v.requires_shipping,
+                    COALESCE(s.quantity, 0)
+             FROM variants v LEFT JOIN stock s ON s.sku = v.sku
+             WHERE v.product_pk IN (SELECT value FROM json_each(?1))
+             ORDER BY v.product_pk, v.position",
+        )
+        .map_err(Error::store)?;
+    let list = serde_json::json!(pks).to_string();
+    let mut rows = stmt.query([list]).map_err(Error::store)?;
+    let mut out: HashMap<i64, Vec<Variant>> = HashMap::with_capacity(pks.len());
+    while let Some(r) = rows.next().map_err(Error::store)? {
+        let pk: i64 = r.get(0).map_err(Error::store)?;
+        let id: String = r.get(1).map_err(Error::store)?;
+        let sku: String = r.get(2).map_err(Error::store)?;
+        let currency: String = r.get(5).map_err(Error::store)?;
+        let quantity: i64 = r.get(7).map_err(Error::store)?;
+        let variant = Variant {
+            id: VariantId::parse(&id).map_err(corrupt)?,
+            sku: Sku::parse(&sku).map_err(corrupt)?,
+            title: r.get(3).map_err(Error::store)?,
+            price: Money::new(
+                r.get(4).map_err(Error::store)?,
+                Currency::parse(&currency).map_err(corrupt)?,
+            ),
+            // The stock table allows counts past u32; show the most we can.
+            stock: u32::try_from(quantity.max(0)).unwrap_or(u32::MAX),
+            requires_shipping: r.get(6).map_err(Error::store)?,
+        };
+        out.entry(pk).or_default().push(variant);
+    }
+    Ok(out)
+}
+
+/// Attaches variants to product rows, keeping the rows' order.
+fn load_products(conn: &Connection, rows: Vec<ProductRow>) -> Result<Vec<Product>> {
+    let pks: Vec<i64> = rows.iter().map(|r| r.pk).collect();
+    let mut variants = load_variants(conn, &pks)?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(Product {
+                id: ProductId::parse(&row.id).map_err(corrupt)?,
+                handle: row.handle,
+                title: row.title,
+                description: row.description,
+                category: row.category,
+                tags: serde_json::from_str(&row.tags).map_err(corrupt)?,
+                image_url: row.image_url,
+                variants: variants.remove(&row.pk).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+fn run_search(
+    conn: &Connection,
+    plan: &Plan,
+    mode: Mode,
+    after: Option<&Position>,
+) -> Result<Vec<ProductRow>> {
+    let sql = search_sql(plan, mode, after, plan.limit + 1);
+    let mut stmt = conn.prepare_cached(&sql.text).map_err(Error::store)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(sql.values.iter()), product_row)
+        .map_err(Error::store)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(Error::store)
+}
+
+fn search_page(conn: &Connection, plan: &Plan, after: Option<Position>) -> Result<SearchPage> {
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // One read transaction, so the page and its variants come from the same
+    // snapshot even if an import commits in between.
+    let tx = conn.unchecked_transaction().map_err(Error::store)?;
+    let mut mode = after.as_ref().map_or(Mode::All, |p| p.mode);
+    let mut rows = run_search(conn, plan, mode, after.as_ref())?;
+    if rows.is_empty() && after.is_none() && plan.terms.len() > 1 {
+        mode = Mode::Any;
+        rows = run_search(conn, plan, mode, None)?;
+    }
+    let more = rows.len() > plan.limit;
+    rows.truncate(plan.limit);
+    let next_cursor = match rows.last() {
+        Some(last) if more => {
+            Some(encode_cursor(plan, &Position { mode, score: last.score, id: last.id.clone() })?)
+        }
+        _ => None,
+    };
+    let products = load_products(conn, rows)?;
+    tx.finish().map_err(Error::store)?;
+    Ok(SearchPage { products, next_cursor })
+}
+
+/// One product found by `column = value` (a unique column).
+fn product_where(conn: &Connection, column: &str, value: &str) -> Result<Option<Product>> {
+    let sql = format!("SELECT {PRODUCT_COLUMNS}, 0.0 FROM products p WHERE p.{column} = ?1");
+    let tx = conn.unchecked_transaction().map_err(Error::store)?;
+    let row = conn
+        .prepare_cached(&sql)
+        .and_then(|mut s| s.query_row([value], product_row).optional())
+        .map_err(Error::store)?;
+    let product = match row {
+        Some(row) => load_products(conn, vec![row])?.pop(),
+        None => None,
+    };
+    tx.finish().map_err(Error::store)?;
+    Ok(product)
+}
+
+/// The product owning the variant with `column = value`, and that
+/// variant's id.
+fn product_of_variant(
+    conn: &Connection,
+    column: &str,
+    value: &str,
+) -> Result<Option<(Product, VariantId)>> {
+    let sql = format!(
+        "SELECT {PRODUCT_COLUMNS}, 0.0, v.id FROM variants v JOIN products p ON p.pk = v.product_pk
+         WHERE v.{column} = ?1"
+    );
+    let tx = conn.unchecked_transaction().map_err(Error::store)?;
+    let found = conn
+        .prepare_cached(&sql)
+        .and_then(|mut s| {
+            s.query_row([value], |r| Ok((product_row(r)?, r.get::<_, String>(9)?))).optional()
+        })
+        .map_err(Error::store)?;
+    let out = match found {
+        Some((row, variant)) => {
+            let variant = VariantId::parse(&variant).map_err(corrupt)?;
+            load_products(conn, vec![row])?.pop().map(|p| (p, variant))
+        }
+        None => None,
+    };
+    tx.finish().map_err(Error::store)?;
+    Ok(out)
+}
+
+#[async_trait]
+impl Catalog for SqliteCatalog {
+    async fn search(&self, query: &SearchQuery) -> Result<SearchPage> {
+        let plan = Plan::from_query(query)?;
+        let after = query.cursor.as_deref().map(|c| decode_cursor(c, &plan)).transpose()?;
+        self.db.read(move |conn| search_page(conn, &plan, after)).await
+    }
+
+    async fn product(&self, id: &ProductId) -> Result<Option<Product>> {
+        let id = id.as_str().to_owned();
+        self.db.read(move |conn| product_where(conn, "id", &id)).await
+    }
+
+    async fn product_by_handle(&self, handle: &str) -> Result<Option<Product>> {
+        let handle = handle.to_owned();
+        self.db.read(move |conn| product_where(conn, "handle", &handle)).await
+    }
+
+    async fn variant(&self, id: &VariantId) -> Result<Option<(Product, VariantId)>> {
+        let id = id.as_str().to_owned();
+        self.db.read(move |conn| product_of_variant(conn, "id", &id)).await
+    }
+
+    async fn by_sku(&self, sku: &Sku) -> Result<Option<(Product, VariantId)>> {
+        let sku = sku.as_str().to_owned();
+        self.db.read(move |conn| product_of_variant(conn, "sku", &sku)).await
+    }
+
+    async fn categories(&self) -> Result<Vec<CategoryNode>> {
+        self.db
+            .read(|conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT category, COUNT(*) FROM products GROUP BY category ORDER BY category",
+                    )
+                    .map_err(Error::store)?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                    .map_err(Error::store)?;
+                let mut paths = Vec::new();
+                for row in rows {
+                    let (path, count) = row.map_err(Error::store)?;
+                    paths.push((path, u64::try_from(count).unwrap_or(0)));
+                }
+                Ok(CategoryNode::build_tree(&paths))
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::adapters::sqlite::db::STOCK_MIGRATION;
+    use crate::domain::ErrorCode;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        db: Arc<Db>,
+        catalog: SqliteCatalog,
+    }
+
+    fn migrations() -> Vec<Migration> {
+        std::iter::once(STOCK_MIGRATION).chain(MIGRATIONS.iter().copied()).collect()
+    }
+
+    fn open() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("catalog.db"), &migrations()).unwrap();
+        Fixture { _dir: dir, catalog: SqliteCatalog::new(Arc::clone(&db)), db }
+    }
+
+    fn demo_products() -> Vec<Product> {
+        let bytes =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/catalog.json")).unwrap();
+        catalog_import::from_json(&bytes).unwrap()
+    }
+
+    async fn demo() -> Fixture {
+        let f = open();
+        f.catalog.import(demo_products()).await.unwrap();
+        f
+    }
+
+    fn text(t: &str) -> SearchQuery {
+        SearchQuery { text: t.to_owned(), ..SearchQuery::default() }
+    }
+
+    async fn exec(f: &Fixture, sql: &'static str, params: Vec<&'static str>) {
+        f.db.write(move |c| {
+            c.execute(sql, rusqlite::params_from_iter(params)).map(|_| ()).map_err(Error::store)
+        })
+        .await
+        .unwrap();
+    }
+
+    /// Every product id the query yields, following cursors to the end.
+    async fn walk(c: &SqliteCatalog, mut q: SearchQuery) -> Vec<String> {
+        let mut out = Vec::new();
+        for _ in 0..1_000 {
+            let page = c.search(&q).await.unwrap();
+            assert!(page.products.len() <= q.limit.max(1) as usize || q.limit == 0);
+            out.extend(page.products.iter().map(|p| p.id.as_str().to_owned()));
+            match page.next_cursor {
+                Some(cursor) => q.cursor = Some(cursor),
+                None => return out,
+            }
+        }
+        panic!("pagination did not end");
+    }
+
+    fn set(ids: &[String]) -> HashSet<String> {
+        ids.iter().cloned().collect()
+    }
+
+    /// The ids of demo products satisfying `pred`, as the oracle for filters.
+    fn demo_where(pred: impl Fn(&Product) -> bool) -> HashSet<String> {
+        demo_products().iter().filter(|p| pred(p)).map(|p| p.id.as_str().to_owned()).collect()
+    }
+
+    #[tokio::test]
+    async fn import_reports_the_demo_catalog() {
+        let f = open();
+        let report = f.catalog.import(demo_products()).await.unwrap();
+        assert_eq!(
+            report,
+            ImportReport {
+                products: 77,
+                variants: 157,
+                categories: 19,
+                sold_out: 4,
+                catalog_products: 77
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_distinctive_word_puts_its_product_first() {
+        let f = demo().await;
+        let cases = [
+            ("espresso", "p-dual-boiler-espresso-machine"),
+            ("chelsea", "p-leather-chelsea-boot"),
+            ("Lighthouse", "p-the-lighthouse-keepers-daughter"),
+            ("hammock", "p-parachute-nylon-hammock"),
+            ("sourdough", "p-the-patient-loaf"),
+            ("dutch oven", "p-enameled-dutch-oven"),
+            ("noise cancelling headphones", "p-noise-cancelling-headphones"),
+            // Stemming: the title says "Headphones".
+            ("headphone", "p-noise-cancelling-headphones"),
+            // Prefix matching on the last word.
+            ("turntab", "p-belt-drive-turntable"),
+            ("jigsaw puzz", "p-alpine-lake-jigsaw-puzzle"),
+            // A title word outranks the same word in descriptions.
+            ("doorbell", "p-video-doorbell"),
+            ("gift card", "p-digital-gift-card"),
+        ];
+        for (q, want) in cases {
+            let page = f.catalog.search(&text(q)).await.unwrap();
+            let first = page.products.first().map(|p| p.id.as_str());
+            assert_eq!(first, Some(want), "{q:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn all_words_must_match_unless_none_does() {
+        let f = demo().await;
+        // "wool" matches several products; with "slipper" only one has both.
+        let both = walk(&f.catalog, text("wool slipper")).await;
+        assert_eq!(both, vec!["p-felted-wool-slipper"]);
+        // No product is both a tent and a unicorn, so the search falls back
+        // to either word, and the cursor keeps paging in that mode.
+        let q = SearchQuery { limit: 1, ..text("unicorn tent") };
+        let page = f.catalog.search(&q).await.unwrap();
+        assert_eq!(page.products[0].id.as_str(), "p-two-person-backpacking-tent");
+        let all = walk(&f.catalog, q).await;
+        assert_eq!(all, walk(&f.catalog, text("tent")).await);
+    }
+
+    #[tokio::test]
+    async fn category_filter_covers_the_subtree() {
+        let f = demo().await;
+        let cases = [
+            ("apparel", demo_where(|p| p.category.starts_with("apparel/"))),
+            ("apparel/shoes", demo_where(|p| p.category == "apparel/shoes")),
+            (" /Apparel/Shoes/ ", demo_where(|p| p.category == "apparel/shoes")),
+            ("gift-cards", demo_where(|p| p.category == "gift-cards")),
+            ("app", HashSet::new()),
+            ("apparel/shoes/boots", HashSet::new()),
+        ];
+        for (category, want) in cases {
+            let q = SearchQuery { category: Some(category.into()), limit: 7, ..Default::default() };
+            let got = walk(&f.catalog, q).await;
+            assert_eq!(set(&got), want, "{category:?}");
+            assert_eq!(got.len(), want.len(), "{category:?}: duplicates");
+        }
+        assert_eq!(demo_where(|p| p.category.starts_with("apparel/")).len(), 18);
+        // Text and category together.
+        let q = SearchQuery { category: Some("books".into()), ..text("hiking") };
+        let got = walk(&f.catalog, q).await;
+        assert_eq!(got, vec!["p-pacific-crest-field-guide"]);
+    }
+
+    #[tokio::test]
+    async fn every_tag_must_be_present_exactly() {
+        let f = demo().await;
+        let has = |p: &Product, t: &str| p.tags.iter().any(|x| x.eq_ignore_ascii_case(t));
+        let cases: Vec<(Vec<&str>, HashSet<String>)> = vec![
+            (vec!["waterproof"], demo_where(|p| has(p, "waterproof"))),
+            (vec!["WATERPROOF"], demo_where(|p| has(p, "waterproof"))),
+            (
+                vec!["camping", "ultralight"],
+                demo_where(|p| has(p, "camping") && has(p, "ultralight")),
+            ),
+            (vec!["cotton", "linen"], HashSet::new()),
+            (vec!["usb"], HashSet::new()),
+            (vec!["usb-c", " ", "usb-c"], demo_where(|p| has(p, "usb-c"))),
+        ];
+        for (tags, want) in cases {
+            assert!(tags.len() == 1 || !want.is_empty() || tags.contains(&"linen"));
+            let q = SearchQuery {
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+                ..Default::default()
+            };
+            assert_eq!(set(&walk(&f.catalog, q).await), want, "{tags:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn price_bounds_are_inclusive_and_checked() {
+        let f = demo().await;
+        let within = |lo: i64, hi: i64| {
+            demo_where(move |p| p.variants.iter().any(|v| (lo..=hi).contains(&v.price.minor())))
+        };
+        let cases = [
+            (Some(5_800), Some(5_800), within(5_800, 5_800)),
+            (None, Some(999), within(0, 999)),
+            (Some(50_000), None, within(50_000, i64::MAX)),
+            (Some(0), Some(i64::MAX), within(0, i64::MAX)),
+            (Some(-5), Some(0), HashSet::new()),
+        ];
+        for (lo, hi, want) in cases {
+            let q = SearchQuery { price_min: lo, price_max: hi, limit: 50, ..Default::default() };
+            let got = walk(&f.catalog, q).await;
+            assert_eq!(set(&got), want, "{lo:?}..{hi:?}");
+        }
+        assert!(within(5_800, 5_800).contains("p-linen-camp-shirt"));
+        let q = SearchQuery { price_min: Some(1_000), price_max: Some(999), ..Default::default() };
+        assert_eq!(f.catalog.search(&q).await.unwrap_err().code(), ErrorCode::InvalidInput);
+    }
+
+    #[tokio::test]
+    async fn in_stock_reads_the_shared_stock_table() {
+        let f = demo().await;
+        let in_stock = SearchQuery { in_stock_only: true, ..Default::default() };
+        let got = set(&walk(&f.catalog, in_stock.clone()).await);
+        assert_eq!(got, demo_where(|p| p.variants.iter().any(|v| v.stock > 0)));
+        assert_eq!(got.len(), 73);
+        // A checkout sells the last chef's knife: the store decrements stock.
+        exec(&f, "UPDATE stock SET quantity = 0 WHERE sku = ?1", vec!["CHEFS-KNIFE-STANDARD"])
+            .await;
+        let got = set(&walk(&f.catalog, in_stock.clone()).await);
+        assert!(!got.contains("p-chefs-knife"));
+        assert_eq!(got.len(), 72);
+        let knife =
+            f.catalog.product(&ProductId::parse("p-chefs-knife").unwrap()).await.unwrap().unwrap();
+        assert_eq!(knife.variants[0].stock, 0);
+        // The same variant must be in range and in stock: only the copper
+        // kettle costs 95.00, and it is now sold out.
+        exec(&f, "UPDATE stock SET quantity = 0 WHERE sku = ?1", vec!["GOOSENECK-KETTLE-COPPER"])
+            .await;
+        let q = SearchQuery { price_min: Some(9_500), price_max: Some(9_500), ..text("kettle") };
+        assert_eq!(walk(&f.catalog, q.clone()).await, vec!["p-gooseneck-kettle"]);
+        let q = SearchQuery { in_stock_only: true, ..q };
+        assert!(walk(&f.catalog, q).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn pages_cover_everything_once_in_a_stable_order() {
+        let f = demo().await;
+        let queries = [
+            SearchQuery::default(),
+            text("cotton"),
+            // Falls back to any word: many results with tied and close scores.
+            text("the a of and in with for"),
+            SearchQuery {
+                category: Some("home".into()),
+                in_stock_only: true,
+                ..Default::default()
+            },
+        ];
+        for q in queries {
+            let whole = walk(&f.catalog, SearchQuery { limit: 50, ..q.clone() }).await;
+            assert!(!whole.is_empty(), "{q:?}");
+            for limit in [1, 3, 7] {
+                let paged = walk(&f.catalog, SearchQuery { limit, ..q.clone() }).await;
+                assert_eq!(paged, whole, "{q:?} limit {limit}");
+            }
+            assert_eq!(set(&whole).len(), whole.len(), "{q:?}: duplicates");
+        }
+        assert_eq!(
+            walk(&f.catalog, SearchQuery { limit: 9, ..Default::default() }).await.len(),
+            77
+        );
+    }
+
+    #[tokio::test]
+    async fn page_size_defaults_and_caps() {
+        let f = demo().await;
+        for (limit, want) in
+            [(0, DEFAULT_PAGE_SIZE), (1, 1), (50, 50), (51, 50), (u32::MAX, MAX_PAGE_SIZE)]
+        {
+            let page =
+                f.catalog.search(&SearchQuery { limit, ..Default::default() }).await.unwrap();
+            assert_eq!(page.products.len(), want as usize, "limit {limit}");
+            assert!(page.next_cursor.is_some());
+        }
+    }
+
+    #[tokio::test]
+    async fn foreign_and_tampered_cursors_are_refused() {
+        let f = demo().await;
+        let q = SearchQuery { limit: 2, ..text("cotton") };
+        let cursor = f.catalog.search(&q).await.unwrap().next_cursor.unwrap();
+        // The same query with another page size may keep the cursor.
+        let ok = SearchQuery { limit: 5, cursor: Some(cursor.clone()), ..q.clone() };
+        assert!(f.catalog.search(&ok).await.is_ok());
+        let mut flipped = cursor.clone().into_bytes();
+        let mid = flipped.len() / 2;
+        flipped[mid] = if flipped[mid] == b'A' { b'B' } else { b'A' };
+        let json = |s: &str| URL_SAFE_NO_PAD.encode(s);
+        let forged = {
+            let mut wire: CursorWire =
+                serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&cursor).unwrap()).unwrap();
+            wire.id = "p-zzz".into();
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&wire).unwrap())
+        };
+        let cases: Vec<(&str, SearchQuery, String)> = vec![
+            ("other text", text("linen"), cursor.clone()),
+            ("other filter", SearchQuery { in_stock_only: true, ..q.clone() }, cursor.clone()),
+            ("flipped byte", q.clone(), String::from_utf8(flipped).unwrap()),
+            ("forged position", q.clone(), forged),
+            ("not base64", q.clone(), "!!!".into()),
+            ("not json", q.clone(), json("hello")),
+            ("wrong shape", q.clone(), json(r#"{"v":1}"#)),
+            ("huge", q.clone(), "A".repeat(10_000)),
+            ("empty", q.clone(), String::new()),
+        ];
+        for (name, query, cursor) in cases {
+            let query = SearchQuery { cursor: Some(cursor), ..query };
+            let err = f.catalog.search(&query).await.unwrap_err();
+            assert_eq!(err.code(), ErrorCode::InvalidInput, "{name}: {err}");
+        }
+    }
+
+    /// Inputs that are FTS5 or SQL syntax, or just awkward, must search as
+    /// plain words: never a syntax error, never a panic.
+    #[tokio::test]
+    async fn hostile_text_is_only_ever_words() {
+        let f = demo().await;
+        let long_words = "shirt ".repeat(80);
+        let cases: Vec<(&str, String, Option<&str>)> = vec![
+            ("quoted or", r#""foo" OR bar*"#.into(), None),
+            ("near", "NEAR(".into(), None),
+            ("near group", "NEAR(linen shirt, 2)".into(), Some("p-linen-camp-shirt")),
+            ("unmatched quote", "\"linen".into(), Some("p-linen-camp-shirt")),
+            ("lone quote", "\"".into(), None),
+            ("minus", "-".into(), None),
+            ("caret", "^linen".into(), Some("p-linen-camp-shirt")),
+            ("column filter", "title:espresso".into(), Some("p-dual-boiler-espresso-machine")),
+            ("column set", "{title description}: kettle".into(), Some("p-gooseneck-kettle")),
+            ("operators only", "AND OR NOT".into(), None),
+            ("star", "*".into(), None),
+            ("parens", "((((".into(), None),
+            ("sql", "'; DROP TABLE products; --".into(), None),
+            ("nul", "linen\0shirt".into(), Some("p-linen-camp-shirt")),
+            ("emoji", "🏕️ tent 🔥".into(), Some("p-two-person-backpacking-tent")),
+            ("diacritics", "CAFÉ crème hammock".into(), Some("p-parachute-nylon-hammock")),
+            ("many words", long_words.clone(), Some("p-linen-camp-shirt")),
+            ("one huge word", "x".repeat(400), None),
+        ];
+        for (name, t, first) in cases {
+            let page = f.catalog.search(&text(&t)).await;
+            let page = page.unwrap_or_else(|e| panic!("{name}: {e}"));
+            if let Some(want) = first {
+                let ids: Vec<_> = page.products.iter().map(|p| p.id.as_str()).collect();
+                assert!(ids.contains(&want), "{name}: {ids:?}");
+            }
+        }
+        let err = f.catalog.search(&text(&"a".repeat(MAX_TEXT_CHARS + 1))).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidInput);
+        // The table survived the SQL-looking input.
+        assert_eq!(walk(&f.catalog, SearchQuery::default()).await.len(), 77);
+    }
+
+    #[test]
+    fn arbitrary_text_never_errors_except_as_invalid_input() {
+        use proptest::prelude::*;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let f = rt.block_on(demo());
+        let syntax = "[a-zA-Z0-9 \"*^():+\\-{}.,'\\\\]{0,40}";
+        let strategy =
+            prop_oneof![any::<String>(), proptest::string::string_regex(syntax).unwrap()];
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases: 128,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        });
+        runner
+            .run(&(strategy, any::<bool>(), 0u32..60), |(t, in_stock_only, limit)| {
+                let q = SearchQuery { text: t, in_stock_only, limit, ..SearchQuery::default() };
+                match rt.block_on(f.catalog.search(&q)) {
+                    Ok(page) => prop_assert!(page.products.len() <= MAX_PAGE_SIZE as usize),
+                    Err(e) => prop_assert_eq!(e.code(), ErrorCode::InvalidInput, "{}", e),
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn invalid_queries_are_refused() {
+        let f = demo().await;
+        let cases = [
+            ("text too long", text(&"word ".repeat(200))),
+            (
+                "too many tags",
+                SearchQuery {
+                    tags: (0..17).map(|i| format!("t{i}")).collect(),
+                    ..Default::default()
+                },
+            ),
+            (
+                "category too long",
+                SearchQuery { category: Some("a".repeat(201)), ..Default::default() },
+            ),
+            (
+                "inverted price",
+                SearchQuery { price_min: Some(2), price_max: Some(1), ..Default::default() },
+            ),
+        ];
+        for (name, q) in cases {
+            let err = f.catalog.search(&q).await.unwrap_err();
+            assert_eq!(err.code(), ErrorCode::InvalidInput, "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn lookups_return_the_whole_product_with_stock() {
+        let f = demo().await;
+        let pid = |s: &str| ProductId::parse(s).unwrap();
+        let vid = |s: &str| VariantId::parse(s).unwrap();
+        let sku = |s: &str| Sku::parse(s).unwrap();
+        let by_id = f.catalog.product(&pid("p-oxford-button-down")).await.unwrap().unwrap();
+        assert_eq!(by_id.title, "Oxford Button-Down Shirt");
+        assert_eq!(by_id.variants.len(), 4);
+        assert_eq!(by_id.variants[3].title, "Blue / L", "variants keep the file's order");
+        assert_eq!(by_id.variants[3].stock, 2);
+        assert_eq!(by_id.tags, vec!["cotton", "office", "classic"]);
+        let by_handle = f.catalog.product_by_handle("oxford-button-down").await.unwrap();
+        let (by_variant, v) =
+            f.catalog.variant(&vid("v-oxford-button-down-blue-m")).await.unwrap().unwrap();
+        assert_eq!(v, vid("v-oxford-button-down-blue-m"));
+        let (by_sku, v) =
+            f.catalog.by_sku(&sku("OXFORD-BUTTON-DOWN-WHITE-L")).await.unwrap().unwrap();
+        assert_eq!(v, vid("v-oxford-button-down-white-l"));
+        for (name, found) in
+            [("handle", by_handle), ("variant", Some(by_variant)), ("sku", Some(by_sku))]
+        {
+            assert_eq!(found.as_ref(), Some(&by_id), "{name}");
+        }
+        assert!(f.catalog.product(&pid("p-nope")).await.unwrap().is_none());
+        assert!(f.catalog.product_by_handle("nope").await.unwrap().is_none());
+        assert!(f.catalog.variant(&vid("v-nope")).await.unwrap().is_none());
+        assert!(f.catalog.by_sku(&sku("NOPE")).await.unwrap().is_none());
+        // The e-book of a printed book ships nothing.
+        let (book, v) = f.catalog.by_sku(&sku("SALT-AND-STATIC-E-BOOK")).await.unwrap().unwrap();
+        assert!(!book.variant(&v).unwrap().requires_shipping);
+    }
+
+    #[tokio::test]
+    async fn categories_form_a_counted_tree() {
+        let f = demo().await;
+        let tree = f.catalog.categories().await.unwrap();
+        let total: u64 = tree.iter().map(|n| n.product_count).sum();
+        assert_eq!(total, 77);
+        let names: Vec<_> = tree.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "apparel",
+                "beauty",
+                "books",
+                "electronics",
+                "gift-cards",
+                "home",
+                "outdoors",
+                "sports",
+                "toys"
+            ]
+        );
+        let apparel = &tree[0];
+        assert_eq!(apparel.product_count, 18);
+        let shoes = apparel.children.iter().find(|c| c.name == "shoes").unwrap();
+        assert_eq!((shoes.path.as_str(), shoes.product_count), ("apparel/shoes", 5));
+        for node in &tree {
+            let children: u64 = node.children.iter().map(|c| c.product_count).sum();
+            assert!(node.children.is_empty() || children == node.product_count, "{}", node.name);
+        }
+    }
+
+    async fn snapshot(f: &Fixture) -> (Vec<Product>, Vec<CategoryNode>, usize) {
+        let mut products = Vec::new();
+        for id in walk(&f.catalog, SearchQuery::default()).await {
+            products
+                .push(f.catalog.product(&ProductId::parse(&id).unwrap()).await.unwrap().unwrap());
+        }
+        let hits = walk(&f.catalog, text("cotton")).await.len();
+        (products, f.catalog.categories().await.unwrap(), hits)
+    }
+
+    async fn fts_integrity(f: &Fixture) {
+        exec(f, "INSERT INTO products_fts (products_fts) VALUES ('integrity-check')", vec![]).await;
+    }
+
+    #[tokio::test]
+    async fn reimport_is_idempotent() {
+        let f = demo().await;
+        let before = snapshot(&f).await;
+        let report = f.catalog.import(demo_products()).await.unwrap();
+        assert_eq!(report.catalog_products, 77);
+        assert_eq!(snapshot(&f).await, before);
+        fts_integrity(&f).await;
+    }
+
+    #[tokio::test]
+    async fn reimport_updates_text_variants_tags_and_stock() {
+        let f = demo().await;
+        let mut products = demo_products();
+        let skillet = products.iter_mut().find(|p| p.id.as_str() == "p-cast-iron-skillet").unwrap();
+        skillet.title = "Carbon Steel Wok".into();
+        skillet.tags = vec!["wok".into()];
+        skillet.variants.truncate(1);
+        skillet.variants[0].stock = 99;
+        f.catalog.import(products).await.unwrap();
+        fts_integrity(&f).await;
+        let ids = |q| async { walk(&f.catalog, q).await };
+        assert_eq!(ids(text("wok")).await, vec!["p-cast-iron-skillet"]);
+        // The old title and tag are gone from the index (the description stays).
+        let cast_iron = ids(text("cast iron")).await;
+        assert!(cast_iron.contains(&"p-enameled-dutch-oven".to_owned()));
+        assert!(!cast_iron.contains(&"p-cast-iron-skillet".to_owned()));
+        let tagged = SearchQuery { tags: vec!["cast-iron".into()], ..Default::default() };
+        assert!(ids(tagged).await.is_empty());
+        let p = f
+            .catalog
+            .product(&ProductId::parse("p-cast-iron-skillet").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.variants.len(), 1);
+        assert_eq!(p.variants[0].stock, 99);
+        let gone = VariantId::parse("v-cast-iron-skillet-12-inch").unwrap();
+        assert!(f.catalog.variant(&gone).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn conflicts_with_existing_products_roll_back() {
+        let f = demo().await;
+        let before = snapshot(&f).await;
+        let mut stolen_handle = synthetic(1);
+        stolen_handle[0].handle = "linen-camp-shirt".into();
+        let mut stolen_sku = synthetic(1);
+        stolen_sku[0].variants[0].sku = Sku::parse("LINEN-CAMP-SHIRT-M").unwrap();
+        let mut stolen_variant = synthetic(1);
+        stolen_variant[0].variants[0].id = VariantId::parse("v-linen-camp-shirt-m").unwrap();
+        let cases = [
+            ("handle", stolen_handle, "already used by another product"),
+            ("sku", stolen_sku, "p-linen-camp-shirt"),
+            ("variant id", stolen_variant, "p-linen-camp-shirt"),
+        ];
+        for (name, products, want) in cases {
+            let err = f.catalog.import(products).await.unwrap_err();
+            assert_eq!(err.code(), ErrorCode::InvalidInput, "{name}");
+            assert!(err.message().contains(want), "{name}: {err}");
+        }
+        assert_eq!(snapshot(&f).await, before);
+    }
+
+    fn synthetic(n: usize) -> Vec<Product> {
+        catalog_import::synthetic_catalog(n, 42)
+    }
+
+    #[tokio::test]
+    async fn import_refuses_invalid_products_built_in_code() {
+        let f = open();
+        let mut products = synthetic(3);
+        products[1].title = " ".into();
+        let err = f.catalog.import(products).await.unwrap_err();
+        assert!(err.message().contains("product #2"), "{err}");
+        let mut products = synthetic(3);
+        products[2].id = products[0].id.clone();
+        assert!(f
+            .catalog
+            .import(products)
+            .await
+            .unwrap_err()
+            .message()
+            .contains("duplicate product id"));
+        assert!(walk(&f.catalog, SearchQuery::default()).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn csv_sample_imports_and_searches() {
+        let f = demo().await;
+        let bytes =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/catalog-sample.csv"))
+                .unwrap();
+        let report = f.catalog.import(catalog_import::from_csv(&bytes).unwrap()).await.unwrap();
+        assert_eq!(report.catalog_products, 77 + report.products as u64);
+        let page = f.catalog.search(&text("audiobook")).await.unwrap();
+        let book = &page.products[0];
+        assert_eq!(book.id.as_str(), "p-csv-audiobook");
+        assert!(!book.variants[0].requires_shipping);
+        let hat = f.catalog.product_by_handle("waxed-rain-hat").await.unwrap().unwrap();
+        assert_eq!(hat.variants.iter().map(|v| v.stock).collect::<Vec<_>>(), vec![12, 4]);
+        let stationery = SearchQuery { category: Some("books".into()), ..Default::default() };
+        assert!(walk(&f.catalog, stationery).await.contains(&"p-csv-field-notes".to_owned()));
+    }
+}
