@@ -17,6 +17,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Currency, Error, Result};
+use crate::policy::{FeePolicy, GuardrailConfig};
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -58,6 +59,10 @@ pub struct RawSettings {
     /// still apply. On, it opens the gateway to SSRF against its own
     /// network.
     pub allow_private_profile_hosts: bool,
+    /// The checkout guardrail (`[guardrail]`).
+    pub guardrail: GuardrailConfig,
+    /// The platform fee (`[fees]`).
+    pub fees: FeePolicy,
 }
 
 impl Default for RawSettings {
@@ -77,6 +82,8 @@ impl Default for RawSettings {
             max_body_bytes: 256 * 1024,
             request_timeout_secs: 30,
             allow_private_profile_hosts: false,
+            guardrail: GuardrailConfig::default(),
+            fees: FeePolicy::default(),
         }
     }
 }
@@ -101,6 +108,8 @@ pub struct Settings {
     pub request_timeout: std::time::Duration,
     /// See [`RawSettings::allow_private_profile_hosts`]: tests only.
     pub allow_private_profile_hosts: bool,
+    pub guardrail: GuardrailConfig,
+    pub fees: FeePolicy,
 }
 
 /// Values given on the command line; they win over every other layer.
@@ -194,6 +203,8 @@ impl Settings {
         if !(1..=300).contains(&raw.request_timeout_secs) {
             return Err(bad("request_timeout_secs", "must be between 1 and 300"));
         }
+        raw.guardrail.validate()?;
+        raw.fees.validate()?;
         Ok(Self {
             listen,
             data_dir: raw.data_dir,
@@ -209,6 +220,8 @@ impl Settings {
             max_body_bytes: raw.max_body_bytes,
             request_timeout: std::time::Duration::from_secs(raw.request_timeout_secs),
             allow_private_profile_hosts: raw.allow_private_profile_hosts,
+            guardrail: raw.guardrail,
+            fees: raw.fees,
         })
     }
 
@@ -239,6 +252,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
+        let strict_fees = FeePolicy { bps: 10_001, ..FeePolicy::default() };
         let cases: Vec<(RawSettings, &str)> = vec![
             (RawSettings { listen: "nope".into(), ..Default::default() }, "listen"),
             (RawSettings { currency: "ZZZ".into(), ..Default::default() }, "currency"),
@@ -249,6 +263,7 @@ mod tests {
             (RawSettings { checkout_ttl_secs: 1, ..Default::default() }, "checkout_ttl_secs"),
             (RawSettings { max_body_bytes: 1, ..Default::default() }, "max_body_bytes"),
             (RawSettings { merchant_name: " ".into(), ..Default::default() }, "merchant_name"),
+            (RawSettings { fees: strict_fees, ..Default::default() }, "fees.bps"),
         ];
         for (raw, name) in cases {
             let err = Settings::from_raw(raw).unwrap_err();
