@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::adapters::catalog_import::{self, CatalogFormat};
 use crate::adapters::keyfile::{self, KeyMaterial, KeySource};
 use crate::adapters::payments::SandboxPayments;
+use crate::adapters::profile_fetcher::HttpProfileFetcher;
 use crate::adapters::sqlite::{self, Db, SqliteCatalog, SqliteStore};
 use crate::ap2::KeyRing;
 use crate::gateway::Gateway;
@@ -80,12 +81,14 @@ pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
     let keys = Arc::new(keyfile::load_or_generate(&settings.data_dir, key_source(&settings))?);
     let payments = Arc::new(SandboxPayments::new(settings.public_base_url.clone()));
     let jwks = keys.jwks(clock.now());
+    let settings_for_fetcher = settings.clone();
     let gateway = Arc::new(Gateway::new(
         Arc::new(settings),
         Arc::clone(&keys),
         store.clone(),
         catalog.clone(),
         payments.clone(),
+        Arc::new(HttpProfileFetcher::from_settings(&settings_for_fetcher, Arc::clone(&clock))),
         clock,
     ));
     let state = AppState::new(Arc::clone(&gateway), jwks);

@@ -11,7 +11,9 @@ use crate::ap2::KeyRing;
 use crate::domain::{
     Cart, CartId, CartLine, CategoryNode, Error, ErrorCode, Product, ProductId, Result, VariantId,
 };
-use crate::ports::{Catalog, Clock, Payments, SearchPage, SearchQuery, Store, Versioned};
+use crate::ports::{
+    Catalog, Clock, Payments, ProfileFetcher, SearchPage, SearchQuery, Store, Versioned,
+};
 use crate::settings::Settings;
 
 /// Who is calling, as established by the edge (auth tiers arrive with the
@@ -71,6 +73,7 @@ pub struct Gateway {
     store: Arc<dyn Store>,
     catalog: Arc<dyn Catalog>,
     payments: Arc<dyn Payments>,
+    profiles: Arc<dyn ProfileFetcher>,
     clock: Arc<dyn Clock>,
 }
 
@@ -81,9 +84,10 @@ impl Gateway {
         store: Arc<dyn Store>,
         catalog: Arc<dyn Catalog>,
         payments: Arc<dyn Payments>,
+        profiles: Arc<dyn ProfileFetcher>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { settings, keys, store, catalog, payments, clock }
+        Self { settings, keys, store, catalog, payments, profiles, clock }
     }
 
     pub fn settings(&self) -> &Settings {
@@ -101,6 +105,15 @@ impl Gateway {
 
     pub fn payments(&self) -> &Arc<dyn Payments> {
         &self.payments
+    }
+
+    /// Fetches agent platform profiles (UCP negotiation, agent keys).
+    pub fn profiles(&self) -> &Arc<dyn ProfileFetcher> {
+        &self.profiles
+    }
+
+    pub fn catalog(&self) -> &Arc<dyn Catalog> {
+        &self.catalog
     }
 
     pub fn now(&self) -> time::OffsetDateTime {
