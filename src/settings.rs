@@ -27,6 +27,65 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which backend holds the durable state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// The embedded SQLite database in `data_dir` (the default).
+    Sqlite,
+    /// An Amazon DynamoDB table (`[dynamodb]`), for the serverless
+    /// deployment. Needs a build with the `aws` feature.
+    Dynamodb,
+}
+
+/// Where the DynamoDB store lives (`[dynamodb]`, or
+/// `AGENTGATE_DYNAMODB__TABLE` and friends). Read only when `store =
+/// "dynamodb"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DynamoSettings {
+    /// The table name (the SAM template passes its generated name).
+    pub table: String,
+    /// An endpoint override for a local stand-in such as `moto_server`;
+    /// unset in AWS. An override means a local emulator, so when no
+    /// `AWS_ACCESS_KEY_ID` is set dummy credentials are used with it.
+    pub endpoint_url: Option<String>,
+    /// The AWS region; unset means the SDK's usual sources (`AWS_REGION`,
+    /// which Lambda always sets, then the profile).
+    pub region: Option<String>,
+}
+
+impl Default for DynamoSettings {
+    fn default() -> Self {
+        Self { table: "agentgate".into(), endpoint_url: None, region: None }
+    }
+}
+
+impl DynamoSettings {
+    fn validate(&self) -> Result<()> {
+        // DynamoDB's own rule for table names, checked here so a typo stops
+        // the process at startup rather than failing the first request.
+        let name_ok = (3..=255).contains(&self.table.len())
+            && self.table.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+        if !name_ok {
+            return Err(bad(
+                "dynamodb.table",
+                "must be 3-255 characters of letters, digits, '_', '-' and '.'",
+            ));
+        }
+        if let Some(u) = &self.endpoint_url {
+            let parsed = url::Url::parse(u).map_err(|e| bad("dynamodb.endpoint_url", e))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+                return Err(bad("dynamodb.endpoint_url", "must be an http(s) URL with a host"));
+            }
+        }
+        if self.region.as_deref().is_some_and(|r| r.trim().is_empty()) {
+            return Err(bad("dynamodb.region", "must not be empty when set"));
+        }
+        Ok(())
+    }
+}
+
 /// The settings as they arrive from files and the environment, before
 /// checking. Defaults live in [`RawSettings::default`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,6 +122,10 @@ pub struct RawSettings {
     pub guardrail: GuardrailConfig,
     /// The platform fee (`[fees]`).
     pub fees: FeePolicy,
+    /// The durable store: `sqlite` (default) or `dynamodb`.
+    pub store: StoreKind,
+    /// The DynamoDB table, when `store = "dynamodb"` (`[dynamodb]`).
+    pub dynamodb: DynamoSettings,
 }
 
 impl Default for RawSettings {
@@ -84,6 +147,8 @@ impl Default for RawSettings {
             allow_private_profile_hosts: false,
             guardrail: GuardrailConfig::default(),
             fees: FeePolicy::default(),
+            store: StoreKind::Sqlite,
+            dynamodb: DynamoSettings::default(),
         }
     }
 }
@@ -110,6 +175,8 @@ pub struct Settings {
     pub allow_private_profile_hosts: bool,
     pub guardrail: GuardrailConfig,
     pub fees: FeePolicy,
+    pub store: StoreKind,
+    pub dynamodb: DynamoSettings,
 }
 
 /// Values given on the command line; they win over every other layer.
@@ -205,6 +272,9 @@ impl Settings {
         }
         raw.guardrail.validate()?;
         raw.fees.validate()?;
+        if raw.store == StoreKind::Dynamodb {
+            raw.dynamodb.validate()?;
+        }
         Ok(Self {
             listen,
             data_dir: raw.data_dir,
@@ -222,6 +292,8 @@ impl Settings {
             allow_private_profile_hosts: raw.allow_private_profile_hosts,
             guardrail: raw.guardrail,
             fees: raw.fees,
+            store: raw.store,
+            dynamodb: raw.dynamodb,
         })
     }
 
@@ -264,6 +336,25 @@ mod tests {
             (RawSettings { max_body_bytes: 1, ..Default::default() }, "max_body_bytes"),
             (RawSettings { merchant_name: " ".into(), ..Default::default() }, "merchant_name"),
             (RawSettings { fees: strict_fees, ..Default::default() }, "fees.bps"),
+            (
+                RawSettings {
+                    store: StoreKind::Dynamodb,
+                    dynamodb: DynamoSettings { table: "a b".into(), ..Default::default() },
+                    ..Default::default()
+                },
+                "dynamodb.table",
+            ),
+            (
+                RawSettings {
+                    store: StoreKind::Dynamodb,
+                    dynamodb: DynamoSettings {
+                        endpoint_url: Some("localhost:8000".into()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                "dynamodb.endpoint_url",
+            ),
         ];
         for (raw, name) in cases {
             let err = Settings::from_raw(raw).unwrap_err();
@@ -290,6 +381,28 @@ mod tests {
             let key = s.signing_key.as_ref().map(|k| k.expose_secret().to_owned());
             assert_eq!(key.as_deref(), Some("super-secret-value"));
             assert!(!format!("{s:?}").contains("super-secret-value"));
+            Ok(())
+        });
+    }
+
+    /// The store and its table come from the environment the way the SAM
+    /// template sets them.
+    #[test]
+    fn the_store_is_chosen_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            let s = Settings::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(s.store, StoreKind::Sqlite, "SQLite unless told otherwise");
+            jail.set_env("AGENTGATE_STORE", "dynamodb");
+            jail.set_env("AGENTGATE_DYNAMODB__TABLE", "shop-prod");
+            jail.set_env("AGENTGATE_DYNAMODB__ENDPOINT_URL", "http://127.0.0.1:5000");
+            let s = Settings::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(s.store, StoreKind::Dynamodb);
+            assert_eq!(s.dynamodb.table, "shop-prod");
+            assert_eq!(s.dynamodb.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+            assert_eq!(s.dynamodb.region, None);
+            jail.set_env("AGENTGATE_STORE", "postgres");
+            let err = Settings::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.message().contains("store"), "{}", err.message());
             Ok(())
         });
     }
