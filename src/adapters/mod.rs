@@ -3,6 +3,8 @@
 //! the transports.
 
 pub mod catalog_import;
+#[cfg(feature = "aws")]
+pub mod dynamodb;
 pub mod keyfile;
 pub mod payments;
 pub mod profile_fetcher;

@@ -1,0 +1,1208 @@
+//! The durable store on one DynamoDB table: the serverless implementation
+//! of the [`Store`] port, with the same semantics and error codes as the
+//! SQLite store (both pass `tests/store_contract`).
+//!
+//! Entities (carts, checkout sessions, orders, order events, ledger
+//! entries) are kept as the JSON records of `adapters::records` in a `body`
+//! attribute, beside the attributes that keys, indexes and conditions need.
+//! The item kinds and their keys are in `super::item`, the table and its
+//! indexes in `super::table`.
+//!
+//! The atomic operations of the port map onto DynamoDB like this:
+//! - put-if-absent: `attribute_not_exists(pk)`; for idempotency keys and
+//!   mandate ids `… OR <expiry> <= :now`, so an expired item is taken over;
+//! - compare-and-set: a put conditioned on `version = :expected`, and on a
+//!   failed condition a second, consistent read to tell `version_conflict`
+//!   from `not_found`;
+//! - conditional decrement: `SET quantity = quantity - :q` on the condition
+//!   `quantity >= :q` (a SKU without an item fails the condition, so it has
+//!   no units, as in SQLite);
+//! - the checkout commit and an order update with events: one
+//!   `TransactWriteItems`, whose cancellation reasons say which condition
+//!   failed.
+//!
+//! Reads of single items are strongly consistent. Reads through an index
+//! (`list_orders`, `ledger_entries`) are eventually consistent, as every
+//! DynamoDB index is: an order committed a moment ago can be missing from
+//! them for a short while. Both are operator views, and `get_order` is
+//! exact.
+//!
+//! Expiry: idempotency records and mandate ids carry their expiry as Unix
+//! nanoseconds, which every read and condition compares against the
+//! store's clock, and a `ttl` that lets DynamoDB delete them some time
+//! later. TTL deletion is lazy (often hours), so it only tidies up.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, Put, ReturnValue, TransactWriteItem, Update,
+};
+use aws_sdk_dynamodb::Client;
+use time::OffsetDateTime;
+
+use super::item::{
+    get_b, get_n, get_s, n, nanos, nanos_clamped, owner_partition, s, time_key, time_sort_key,
+    ttl_seconds, Item, Key, EVENT_PREFIX, LEDGER_BY_TIME, MANDATE_PREFIX, ORDERS_BY_TIME,
+};
+use super::retry::{cancellation_is_transient, classify, describe, Backoff, Failure};
+use super::table::{Index, BY_OWNER, BY_TIME, PK, SK, TTL};
+use crate::adapters::records::{
+    check_commit, check_events, from_json, to_json, CartRecord, CheckoutRecord, LedgerRecord,
+    OrderEventRecord, OrderRecord,
+};
+use crate::domain::{
+    Cart, CartId, CheckoutId, CheckoutSession, Currency, Error, ErrorCode, LedgerEntry, Order,
+    OrderEvent, OrderId, Result, Sku,
+};
+use crate::ports::{
+    CheckoutCommit, Clock, IdempotencyBegin, IdempotencyRecord, IdempotencyState, OrderFilter,
+    Store, StoredResponse, SystemClock, Versioned,
+};
+
+/// DynamoDB's limit on the items of one `TransactWriteItems`.
+pub const MAX_TRANSACTION_ITEMS: usize = 100;
+
+/// `list_orders` answers at most this many orders, whatever is asked (the
+/// same bounds as the SQLite store).
+pub const MAX_LIST_LIMIT: u32 = 500;
+/// What `list_orders` answers when the filter names no limit (0).
+pub const DEFAULT_LIST_LIMIT: u32 = 50;
+
+/// Items a checkout commit writes besides one per distinct SKU, one per
+/// event and one per mandate: the session, the order, the checkout's order
+/// guard, the ledger entry and the idempotency record. A cart holds at most
+/// `domain::cart::MAX_LINES` (50) lines, so a full cart leaves 45 items for
+/// events and mandates; the pipeline writes one or two of each.
+pub const COMMIT_FIXED_ITEMS: usize = 5;
+
+// Attribute names beside the keys.
+const VERSION: &str = "version";
+const BODY: &str = "body";
+const STATUS: &str = "status";
+const OWNER: &str = "owner";
+const EXPIRES_AT: &str = "expires_at";
+const CHECKOUT_ID: &str = "checkout_id";
+const ORDER_ID: &str = "order_id";
+const CREATED_AT: &str = "created_at";
+const QUANTITY: &str = "quantity";
+const TOKEN: &str = "token";
+const CURRENCY: &str = "currency";
+const FINGERPRINT: &str = "fingerprint";
+const STATE: &str = "state";
+const KEEP_UNTIL: &str = "keep_until";
+const SEEN_AT: &str = "seen_at";
+
+const IN_PROGRESS: &str = "in_progress";
+const COMPLETED: &str = "completed";
+
+/// How often `idempotency_begin` re-tries when the record it lost to
+/// disappears (released or expired) before it can be read.
+const BEGIN_ATTEMPTS: usize = 4;
+
+/// Whether a call may be sent again after an ambiguous failure (see
+/// `super::retry`). Throttling is always retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    /// Reads, unconditional puts, and transactions with a request token.
+    Always,
+    /// Conditional writes: a resend of one that landed would fail its
+    /// condition and misreport the outcome.
+    OnlyIfThrottled,
+}
+
+/// The durable store on DynamoDB. Cheap to clone; clones share the client.
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: Arc<str>,
+    clock: Arc<dyn Clock>,
+    backoff: Backoff,
+}
+
+impl std::fmt::Debug for DynamoStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoStore").field("table", &self.table).finish_non_exhaustive()
+    }
+}
+
+/// What a transaction that did not commit reports.
+enum TxFailure {
+    /// A condition failed; the reasons are in item order.
+    Canceled(Vec<CancellationReason>),
+    Failed(Error),
+}
+
+/// The part each item of a checkout commit plays, to turn the failed
+/// condition of a cancelled transaction into the error SQLite would give.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Role {
+    Session,
+    Stock(String),
+    Order,
+    CheckoutOrder,
+    Event,
+    Ledger(String),
+    Mandate,
+    Idempotency,
+}
+
+impl DynamoStore {
+    /// A store on `table`, which must exist with the shape of
+    /// `super::table` (see `create_table`).
+    pub fn new(client: Client, table: impl Into<String>) -> DynamoStore {
+        DynamoStore {
+            client,
+            table: Arc::from(table.into()),
+            clock: Arc::new(SystemClock),
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// Uses `clock` to decide what has expired, so tests that move time
+    /// see the store agree with the rest of the gateway.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> DynamoStore {
+        self.clock = clock;
+        self
+    }
+
+    /// Replaces the retry schedule for throttling and contention.
+    pub fn with_backoff(mut self, backoff: Backoff) -> DynamoStore {
+        self.backoff = backoff;
+        self
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn now(&self) -> i64 {
+        nanos_clamped(self.clock.now())
+    }
+
+    /// Seeds stock counts for a catalog: each SKU without a stock item gets
+    /// its quantity, and SKUs that have one (stock already sold or
+    /// corrected) are left alone. `marker` names the catalog (a digest of
+    /// its bytes) and is written last, so [`DynamoStore::stock_seeded`]
+    /// answers true only after a seed has finished. Lambda instances may do
+    /// this concurrently at cold start; put-if-absent makes that harmless.
+    pub async fn seed_stock(&self, marker: &str, stock: &[(Sku, u32)]) -> Result<()> {
+        let marker_key = Key::stock_seed(marker)?;
+        for (sku, quantity) in stock {
+            let mut item = Key::stock(sku.as_str())?.item();
+            item.insert(QUANTITY.into(), n(quantity));
+            match self.put_if_absent(item).await {
+                Ok(()) => {}
+                Err(e) if e.code() == ErrorCode::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut done = marker_key.item();
+        done.insert(SEEN_AT.into(), n(self.now()));
+        let req = self.client.put_item().table_name(&*self.table).set_item(Some(done));
+        self.send(Resend::Always, || req.clone().send())
+            .await
+            .map_err(|e| failed("PutItem", &e))?;
+        Ok(())
+    }
+
+    /// Whether [`DynamoStore::seed_stock`] has finished for `marker`.
+    pub async fn stock_seeded(&self, marker: &str) -> Result<bool> {
+        Ok(self.get(&Key::stock_seed(marker)?).await?.is_some())
+    }
+
+    // ------------------------------------------------------------ calls
+
+    /// Sends a request built by `call`, retrying on the failures `resend`
+    /// allows, with the store's backoff in between.
+    async fn send<T, E, R, F, Fut>(
+        &self,
+        resend: Resend,
+        mut call: F,
+    ) -> std::result::Result<T, SdkError<E, R>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, SdkError<E, R>>>,
+        E: ProvideErrorMetadata,
+    {
+        let mut retry = 0;
+        loop {
+            let err = match call().await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let again = match classify(&err) {
+                Failure::Throttled => true,
+                Failure::Ambiguous => resend == Resend::Always,
+                Failure::Final => false,
+            };
+            if !again || retry + 1 >= self.backoff.attempts {
+                return Err(err);
+            }
+            tokio::time::sleep(self.backoff.delay(retry)).await;
+            retry += 1;
+        }
+    }
+
+    /// A strongly consistent read of one item.
+    async fn get(&self, key: &Key) -> Result<Option<Item>> {
+        let req = self
+            .client
+            .get_item()
+            .table_name(&*self.table)
+            .set_key(Some(key.item()))
+            .consistent_read(true);
+        let out = self.send(Resend::Always, || req.clone().send()).await;
+        Ok(out.map_err(|e| failed("GetItem", &e))?.item)
+    }
+
+    /// Put-if-absent; a present item is `already_exists` (with a generic
+    /// message the caller replaces).
+    async fn put_if_absent(&self, item: Item) -> Result<()> {
+        let req = self
+            .client
+            .put_item()
+            .table_name(&*self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK);
+        match self.send(Resend::OnlyIfThrottled, || req.clone().send()).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => {
+                Err(Error::new(ErrorCode::AlreadyExists, "the item already exists"))
+            }
+            Err(e) => Err(failed("PutItem", &e)),
+        }
+    }
+
+    /// Compare-and-set: writes `item` (which carries the new version) if
+    /// the stored version is `expected`.
+    async fn put_if_version(&self, item: Item, expected: u64, what: &str, id: &str) -> Result<()> {
+        let key = Key { pk: attr_s(&item, PK), sk: attr_s(&item, SK) };
+        let req = self
+            .client
+            .put_item()
+            .table_name(&*self.table)
+            .set_item(Some(item))
+            .condition_expression("#v = :expected")
+            .expression_attribute_names("#v", VERSION)
+            .expression_attribute_values(":expected", n(expected));
+        match self.send(Resend::OnlyIfThrottled, || req.clone().send()).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(self.cas_miss(&key, what, id).await),
+            Err(e) => Err(failed("PutItem", &e)),
+        }
+    }
+
+    /// Why a compare-and-set wrote nothing: the item is there with another
+    /// version (`version_conflict`), or not there at all.
+    async fn cas_miss(&self, key: &Key, what: &str, id: &str) -> Error {
+        match self.get(key).await {
+            Ok(Some(_)) => Error::new(
+                ErrorCode::VersionConflict,
+                format!("{what} {id} was changed by another request; reload and retry"),
+            ),
+            Ok(None) => Error::not_found(format!("{what} {id} not found")),
+            Err(e) => e,
+        }
+    }
+
+    /// Runs one transaction. A cancellation caused only by contention or
+    /// throttling is retried as a new attempt; one with a failed condition
+    /// is returned with its reasons. Each attempt carries a fresh client
+    /// request token, which makes resending the same attempt after a
+    /// timeout idempotent.
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> std::result::Result<(), TxFailure> {
+        if items.len() > MAX_TRANSACTION_ITEMS {
+            return Err(TxFailure::Failed(too_many_items(items.len())));
+        }
+        let mut round = 0;
+        loop {
+            let token = uuid::Uuid::new_v4().to_string();
+            let req = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .client_request_token(token);
+            let err = match self.send(Resend::Always, || req.clone().send()).await {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            let reasons = match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                    c.cancellation_reasons().to_vec()
+                }
+                _ => return Err(TxFailure::Failed(failed("TransactWriteItems", &err))),
+            };
+            if !cancellation_is_transient(&reasons) {
+                return Err(TxFailure::Canceled(reasons));
+            }
+            if round + 1 >= self.backoff.attempts {
+                return Err(TxFailure::Failed(Error::store(format!(
+                    "transaction still contended after {} attempts: {}",
+                    self.backoff.attempts,
+                    codes(&reasons)
+                ))));
+            }
+            tokio::time::sleep(self.backoff.delay(round)).await;
+            round += 1;
+        }
+    }
+
+    /// Every item of one query, page by page, in index order.
+    async fn query_all(
+        &self,
+        request: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        want: Option<usize>,
+    ) -> Result<Vec<Item>> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let req = request.clone().set_exclusive_start_key(start.take());
+            let page = self
+                .send(Resend::Always, || req.clone().send())
+                .await
+                .map_err(|e| failed("Query", &e))?;
+            items.extend(page.items.unwrap_or_default());
+            if want.is_some_and(|w| items.len() >= w) {
+                break;
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(items)
+    }
+
+    /// The items of one order's collection whose sort key starts with
+    /// `prefix`, in sort key order.
+    async fn order_collection(&self, id: &OrderId, prefix: &str) -> Result<Vec<Item>> {
+        let pk = Key::order(id.as_str())?.pk;
+        let req = self
+            .client
+            .query()
+            .table_name(&*self.table)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":prefix", s(prefix))
+            .consistent_read(true);
+        self.query_all(req, None).await
+    }
+
+    // ------------------------------------------------------------ items
+
+    fn put(&self, item: Item, condition: Condition) -> Result<TransactWriteItem> {
+        let mut put = Put::builder().table_name(&*self.table).set_item(Some(item));
+        put = match condition {
+            Condition::Absent => put
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", PK),
+            Condition::Version(expected) => put
+                .condition_expression("#v = :expected")
+                .expression_attribute_names("#v", VERSION)
+                .expression_attribute_values(":expected", n(expected)),
+        };
+        let put = put.build().map_err(build_failed)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn decrement(&self, sku: &str, quantity: u64) -> Result<TransactWriteItem> {
+        let update = Update::builder()
+            .table_name(&*self.table)
+            .set_key(Some(Key::stock(sku)?.item()))
+            .update_expression("SET #q = #q - :q")
+            .condition_expression("#q >= :q")
+            .expression_attribute_names("#q", QUANTITY)
+            .expression_attribute_values(":q", n(quantity))
+            .build()
+            .map_err(build_failed)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    fn complete_idempotency_item(
+        &self,
+        key: &str,
+        response: &StoredResponse,
+        now: i64,
+    ) -> Result<TransactWriteItem> {
+        let update = Update::builder()
+            .table_name(&*self.table)
+            .set_key(Some(Key::idempotency(key)?.item()))
+            .update_expression("SET #state = :completed, #status = :status, #body = :body")
+            .condition_expression("#state = :in_progress AND #exp > :now")
+            .set_expression_attribute_names(Some(complete_names()))
+            .set_expression_attribute_values(Some(complete_values(response, now)))
+            .build()
+            .map_err(build_failed)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// Whether `key` is held (in progress and unexpired), so a commit can
+    /// store its response in the same transaction.
+    async fn idempotency_held(&self, key: &str, now: i64) -> Result<bool> {
+        let Some(item) = self.get(&Key::idempotency(key)?).await? else {
+            return Ok(false);
+        };
+        let record = idempotency_record(key, &item, now)?;
+        Ok(record.is_some_and(|r| r.state == IdempotencyState::InProgress))
+    }
+
+    /// The items of a checkout commit, with the role of each.
+    fn commit_items(
+        &self,
+        commit: &CheckoutCommit,
+        idempotency: Option<(&str, &StoredResponse)>,
+        now: i64,
+    ) -> Result<(Vec<TransactWriteItem>, Vec<Role>)> {
+        let mut items = Vec::new();
+        let mut roles = Vec::new();
+        let session = commit.session.id.as_str();
+        let new_version = commit.expected_version.checked_add(1).ok_or_else(|| {
+            Error::new(
+                ErrorCode::VersionConflict,
+                format!("checkout session {session} was changed by another request"),
+            )
+        })?;
+        items.push(self.put(
+            checkout_item(&commit.session, new_version)?,
+            Condition::Version(commit.expected_version),
+        )?);
+        roles.push(Role::Session);
+        // One transaction cannot touch an item twice, so repeated SKUs are
+        // taken as one decrement of their sum (as u64: a sum beyond any
+        // stock simply fails its condition).
+        let mut stock: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut order_of_skus = Vec::new();
+        for (sku, quantity) in &commit.stock {
+            let entry = stock.entry(sku.as_str()).or_insert_with(|| {
+                order_of_skus.push(sku.as_str());
+                0
+            });
+            *entry += u64::from(*quantity);
+        }
+        for sku in order_of_skus {
+            items.push(self.decrement(sku, stock[sku])?);
+            roles.push(Role::Stock(sku.to_owned()));
+        }
+        let order = &commit.order;
+        items.push(self.put(order_item(order, 1)?, Condition::Absent)?);
+        roles.push(Role::Order);
+        let mut guard = Key::checkout_order(session)?.item();
+        guard.insert(ORDER_ID.into(), s(order.id.as_str()));
+        items.push(self.put(guard, Condition::Absent)?);
+        roles.push(Role::CheckoutOrder);
+        for (index, event) in commit.events.iter().enumerate() {
+            items.push(self.put(event_item(event, 1, index)?, Condition::Absent)?);
+            roles.push(Role::Event);
+        }
+        let ledger = ledger_item(&commit.ledger)?;
+        items.push(self.put(ledger, Condition::Absent)?);
+        roles.push(Role::Ledger(commit.ledger.id.clone()));
+        for (seq, token) in commit.mandates.iter().enumerate() {
+            let mut item = Key::order_mandate(order.id.as_str(), seq)?.item();
+            item.insert(TOKEN.into(), s(token));
+            items.push(self.put(item, Condition::Absent)?);
+            roles.push(Role::Mandate);
+        }
+        if let Some((key, response)) = idempotency {
+            items.push(self.complete_idempotency_item(key, response, now)?);
+            roles.push(Role::Idempotency);
+        }
+        if items.len() > MAX_TRANSACTION_ITEMS {
+            return Err(too_many_items(items.len()));
+        }
+        Ok((items, roles))
+    }
+}
+
+/// The condition of a put inside a transaction.
+#[derive(Debug, Clone, Copy)]
+enum Condition {
+    Absent,
+    Version(u64),
+}
+
+fn build_failed(e: impl std::fmt::Display) -> Error {
+    Error::internal(format!("cannot build a DynamoDB request: {e}"))
+}
+
+fn too_many_items(count: usize) -> Error {
+    Error::invalid(format!(
+        "this write needs {count} items, more than the {MAX_TRANSACTION_ITEMS} one DynamoDB \
+         transaction can hold; split the cart or write fewer events"
+    ))
+}
+
+/// A failed call as a domain error. A request DynamoDB found invalid (an
+/// item over 400 KB, say) is our bug, so `internal`; anything else is the
+/// store being unavailable, which a caller may retry.
+fn failed<E, R>(op: &str, err: &SdkError<E, R>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let detail = format!("DynamoDB {op} failed: {}", describe(err));
+    match err.as_service_error().and_then(|e| e.code()) {
+        Some("ValidationException") => Error::internal(detail),
+        _ => Error::store(detail),
+    }
+}
+
+fn is_condition_failure<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
+}
+
+/// The codes of a cancellation, for the log.
+fn codes(reasons: &[CancellationReason]) -> String {
+    reasons.iter().map(|r| r.code().unwrap_or("?")).collect::<Vec<_>>().join(",")
+}
+
+/// The first item whose condition failed, in item order (the order SQLite
+/// checks them in).
+fn first_failed_condition(reasons: &[CancellationReason]) -> Option<usize> {
+    reasons.iter().position(|r| r.code() == Some("ConditionalCheckFailed"))
+}
+
+/// A string attribute of an item this module built.
+fn attr_s(item: &Item, name: &str) -> String {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => v.clone(),
+        _ => String::new(),
+    }
+}
+
+fn insufficient(sku: &str) -> Error {
+    Error::new(ErrorCode::InsufficientStock, format!("not enough stock for SKU {sku}"))
+}
+
+fn already_exists(what: &str, id: &str) -> Error {
+    Error::new(ErrorCode::AlreadyExists, format!("{what} {id} already exists"))
+}
+
+fn parse_version(item: &Item, what: &str) -> Result<u64> {
+    get_n::<u64>(item, VERSION, what)
+}
+
+fn versioned<R, T>(item: &Item, what: &'static str) -> Result<Versioned<T>>
+where
+    R: for<'de> serde::Deserialize<'de>,
+    T: TryFrom<R, Error = Error>,
+{
+    let value = T::try_from(from_json::<R>(what, get_s(item, BODY, what)?)?)?;
+    Ok(Versioned { value, version: parse_version(item, what)? })
+}
+
+fn cart_item(cart: &Cart, version: u64) -> Result<Item> {
+    let mut item = Key::cart(cart.id.as_str())?.item();
+    item.insert(VERSION.into(), n(version));
+    item.insert(STATUS.into(), s(cart.status().as_str()));
+    item.insert(EXPIRES_AT.into(), n(nanos(cart.expires_at)?));
+    if let Some(owner) = &cart.owner {
+        item.insert(OWNER.into(), s(owner));
+    }
+    item.insert(BODY.into(), s(to_json("cart", &CartRecord::from(cart))?));
+    Ok(item)
+}
+
+fn checkout_item(session: &CheckoutSession, version: u64) -> Result<Item> {
+    let mut item = Key::checkout(session.id.as_str())?.item();
+    item.insert(VERSION.into(), n(version));
+    item.insert(STATUS.into(), s(session.status().as_str()));
+    item.insert(EXPIRES_AT.into(), n(nanos(session.expires_at)?));
+    if let Some(owner) = &session.owner {
+        item.insert(OWNER.into(), s(owner));
+    }
+    item.insert(BODY.into(), s(to_json("checkout session", &CheckoutRecord::from(session))?));
+    Ok(item)
+}
+
+/// An order with its index keys: `by_time` always, `by_owner` when it has
+/// an owner.
+fn order_item(order: &Order, version: u64) -> Result<Item> {
+    let id = order.id.as_str();
+    let created = nanos(order.created_at)?;
+    let mut item = Key::order(id)?.item();
+    item.insert(VERSION.into(), n(version));
+    item.insert(CHECKOUT_ID.into(), s(order.checkout_id.as_str()));
+    item.insert(STATUS.into(), s(order.status().as_str()));
+    item.insert(CREATED_AT.into(), n(created));
+    item.insert(BY_TIME.pk.into(), s(ORDERS_BY_TIME));
+    item.insert(BY_TIME.sk.into(), s(time_sort_key(created, id)));
+    if let Some(owner) = &order.owner {
+        let partition = owner_partition(owner);
+        if partition.len() > 2048 {
+            return Err(Error::invalid("an order owner is too long to index"));
+        }
+        item.insert(OWNER.into(), s(owner));
+        item.insert(BY_OWNER.pk.into(), s(partition));
+        item.insert(BY_OWNER.sk.into(), s(time_sort_key(created, id)));
+    }
+    item.insert(BODY.into(), s(to_json("order", &OrderRecord::from(order))?));
+    Ok(item)
+}
+
+fn event_item(event: &OrderEvent, version: u64, index: usize) -> Result<Item> {
+    let mut item = Key::order_event(event.order_id.as_str(), version, index)?.item();
+    item.insert("at".into(), n(nanos(event.at)?));
+    item.insert(BODY.into(), s(to_json("order event", &OrderEventRecord::from(event))?));
+    Ok(item)
+}
+
+fn ledger_item(entry: &LedgerEntry) -> Result<Item> {
+    let record = LedgerRecord::try_from(entry)?;
+    let at = nanos(record.at)?;
+    let mut item = Key::ledger(&record.id)?.item();
+    item.insert(BY_TIME.pk.into(), s(LEDGER_BY_TIME));
+    item.insert(BY_TIME.sk.into(), s(time_sort_key(at, &record.id)));
+    item.insert(ORDER_ID.into(), s(&record.order_id));
+    item.insert(CURRENCY.into(), s(&record.currency));
+    item.insert(BODY.into(), s(to_json("ledger entry", &record)?));
+    Ok(item)
+}
+
+fn complete_names() -> std::collections::HashMap<String, String> {
+    [("#state", STATE), ("#status", STATUS), ("#body", BODY), ("#exp", EXPIRES_AT)]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn complete_values(response: &StoredResponse, now: i64) -> Item {
+    Item::from([
+        (":completed".to_owned(), s(COMPLETED)),
+        (":in_progress".to_owned(), s(IN_PROGRESS)),
+        (":status".to_owned(), n(response.status)),
+        (":body".to_owned(), AttributeValue::B(Blob::new(response.body.clone()))),
+        (":now".to_owned(), n(now)),
+    ])
+}
+
+/// Reads an idempotency item, or `None` when it has expired by `now`.
+fn idempotency_record(key: &str, item: &Item, now: i64) -> Result<Option<IdempotencyRecord>> {
+    const W: &str = "idempotency record";
+    let expires_at: i64 = get_n(item, EXPIRES_AT, W)?;
+    if expires_at <= now {
+        return Ok(None);
+    }
+    let state = match get_s(item, STATE, W)? {
+        IN_PROGRESS => IdempotencyState::InProgress,
+        COMPLETED => IdempotencyState::Completed(StoredResponse {
+            status: get_n(item, STATUS, W)?,
+            body: get_b(item, BODY, W)?.to_vec(),
+        }),
+        other => {
+            return Err(Error::internal(format!("stored idempotency state {other:?} is unknown")))
+        }
+    };
+    Ok(Some(IdempotencyRecord {
+        key: key.to_owned(),
+        fingerprint: get_s(item, FINGERPRINT, W)?.to_owned(),
+        state,
+        expires_at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(expires_at))
+            .map_err(|e| Error::internal(format!("stored expiry {expires_at}: {e}")))?,
+    }))
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    /// Reads an item that never exists: proves the table is reachable and
+    /// the credentials may read it, for the price of one read unit.
+    async fn health(&self) -> Result<()> {
+        self.get(&Key::health()).await.map(|_| ())
+    }
+
+    async fn insert_cart(&self, cart: &Cart) -> Result<()> {
+        self.put_if_absent(cart_item(cart, 1)?)
+            .await
+            .map_err(|e| rename_exists(e, "cart", cart.id.as_str()))
+    }
+
+    async fn get_cart(&self, id: &CartId) -> Result<Option<Versioned<Cart>>> {
+        let item = self.get(&Key::cart(id.as_str())?).await?;
+        item.map(|i| versioned::<CartRecord, Cart>(&i, "cart")).transpose()
+    }
+
+    async fn update_cart(&self, cart: &Cart, expected: u64) -> Result<u64> {
+        let id = cart.id.as_str();
+        let Some(next) = expected.checked_add(1) else {
+            return Err(self.cas_miss(&Key::cart(id)?, "cart", id).await);
+        };
+        self.put_if_version(cart_item(cart, next)?, expected, "cart", id).await?;
+        Ok(next)
+    }
+
+    async fn insert_checkout(&self, session: &CheckoutSession) -> Result<()> {
+        self.put_if_absent(checkout_item(session, 1)?)
+            .await
+            .map_err(|e| rename_exists(e, "checkout session", session.id.as_str()))
+    }
+
+    async fn get_checkout(&self, id: &CheckoutId) -> Result<Option<Versioned<CheckoutSession>>> {
+        let item = self.get(&Key::checkout(id.as_str())?).await?;
+        item.map(|i| versioned::<CheckoutRecord, CheckoutSession>(&i, "checkout session"))
+            .transpose()
+    }
+
+    async fn update_checkout(&self, session: &CheckoutSession, expected: u64) -> Result<u64> {
+        let id = session.id.as_str();
+        let Some(next) = expected.checked_add(1) else {
+            return Err(self.cas_miss(&Key::checkout(id)?, "checkout session", id).await);
+        };
+        self.put_if_version(checkout_item(session, next)?, expected, "checkout session", id)
+            .await?;
+        Ok(next)
+    }
+
+    async fn get_order(&self, id: &OrderId) -> Result<Option<Versioned<Order>>> {
+        let item = self.get(&Key::order(id.as_str())?).await?;
+        item.map(|i| versioned::<OrderRecord, Order>(&i, "order")).transpose()
+    }
+
+    /// Newest first, through `by_owner` when an owner is given and
+    /// `by_time` otherwise; a status filter is applied to each page, so
+    /// pages are read until the limit is filled or the index ends.
+    async fn list_orders(&self, filter: &OrderFilter) -> Result<Vec<Order>> {
+        let limit = match filter.limit {
+            0 => DEFAULT_LIST_LIMIT,
+            n => n.min(MAX_LIST_LIMIT),
+        } as usize;
+        let (index, partition): (Index, String) = match &filter.owner {
+            Some(owner) => (BY_OWNER, owner_partition(owner)),
+            None => (BY_TIME, ORDERS_BY_TIME.to_owned()),
+        };
+        let mut req = self
+            .client
+            .query()
+            .table_name(&*self.table)
+            .index_name(index.name)
+            .key_condition_expression("#ipk = :pk")
+            .expression_attribute_names("#ipk", index.pk)
+            .expression_attribute_values(":pk", s(partition))
+            .scan_index_forward(false);
+        req = match filter.status {
+            Some(status) => req
+                .filter_expression("#status = :status")
+                .expression_attribute_names("#status", STATUS)
+                .expression_attribute_values(":status", s(status.as_str())),
+            // Without a filter every item read is kept, so a page of exactly
+            // the limit is all that is needed.
+            None => req.limit(i32::try_from(limit).unwrap_or(i32::MAX)),
+        };
+        let items = self.query_all(req, Some(limit)).await?;
+        items
+            .iter()
+            .take(limit)
+            .map(|item| {
+                Order::try_from(from_json::<OrderRecord>("order", get_s(item, BODY, "order")?)?)
+            })
+            .collect()
+    }
+
+    async fn order_events(&self, id: &OrderId) -> Result<Vec<OrderEvent>> {
+        let items = self.order_collection(id, EVENT_PREFIX).await?;
+        items
+            .iter()
+            .map(|item| {
+                let body = get_s(item, BODY, "order event")?;
+                OrderEvent::try_from(from_json::<OrderEventRecord>("order event", body)?)
+            })
+            .collect()
+    }
+
+    async fn order_mandates(&self, id: &OrderId) -> Result<Vec<String>> {
+        let items = self.order_collection(id, MANDATE_PREFIX).await?;
+        items.iter().map(|item| get_s(item, TOKEN, "order mandate").map(str::to_owned)).collect()
+    }
+
+    /// Without events, a conditional put; with them, one transaction of the
+    /// order's compare-and-set and a put-if-absent per event.
+    async fn update_order(
+        &self,
+        order: &Order,
+        expected: u64,
+        events: &[OrderEvent],
+    ) -> Result<u64> {
+        check_events(&order.id, events)?;
+        let id = order.id.as_str();
+        let key = Key::order(id)?;
+        let Some(next) = expected.checked_add(1) else {
+            return Err(self.cas_miss(&key, "order", id).await);
+        };
+        let item = order_item(order, next)?;
+        if events.is_empty() {
+            self.put_if_version(item, expected, "order", id).await?;
+            return Ok(next);
+        }
+        if events.len() + 1 > MAX_TRANSACTION_ITEMS {
+            return Err(too_many_items(events.len() + 1));
+        }
+        let mut items = vec![self.put(item, Condition::Version(expected))?];
+        for (index, event) in events.iter().enumerate() {
+            items.push(self.put(event_item(event, next, index)?, Condition::Absent)?);
+        }
+        match self.transact(items).await {
+            Ok(()) => Ok(next),
+            Err(TxFailure::Failed(e)) => Err(e),
+            Err(TxFailure::Canceled(reasons)) => match first_failed_condition(&reasons) {
+                Some(0) => Err(self.cas_miss(&key, "order", id).await),
+                Some(_) => Err(already_exists("an event of order", id)),
+                None => Err(Error::store(format!("order update cancelled: {}", codes(&reasons)))),
+            },
+        }
+    }
+
+    async fn idempotency_begin(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<IdempotencyBegin> {
+        let ikey = Key::idempotency(key)?;
+        let expires = nanos(expires_at)?;
+        let mut item = ikey.item();
+        item.insert(FINGERPRINT.into(), s(fingerprint));
+        item.insert(STATE.into(), s(IN_PROGRESS));
+        item.insert(EXPIRES_AT.into(), n(expires));
+        item.insert(TTL.into(), n(ttl_seconds(expires)));
+        // Losing the put to a record that is then released or expires
+        // before it can be read is possible here (SQLite does both in one
+        // transaction), so the put is tried again a few times.
+        for _ in 0..BEGIN_ATTEMPTS {
+            let now = self.now();
+            // Put-if-absent, where an expired record counts as absent and is
+            // replaced whole.
+            let req = self
+                .client
+                .put_item()
+                .table_name(&*self.table)
+                .set_item(Some(item.clone()))
+                .condition_expression("attribute_not_exists(#pk) OR #exp <= :now")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#exp", EXPIRES_AT)
+                .expression_attribute_values(":now", n(now));
+            match self.send(Resend::OnlyIfThrottled, || req.clone().send()).await {
+                Ok(_) => return Ok(IdempotencyBegin::Started),
+                Err(e) if is_condition_failure(&e) => {}
+                Err(e) => return Err(failed("PutItem", &e)),
+            }
+            let Some(existing) = self.get(&ikey).await? else { continue };
+            if let Some(record) = idempotency_record(key, &existing, self.now())? {
+                return Ok(IdempotencyBegin::Existing(record));
+            }
+        }
+        Err(Error::store("the idempotency record kept changing while it was being taken"))
+    }
+
+    async fn idempotency_complete(&self, key: &str, response: &StoredResponse) -> Result<()> {
+        let ikey = Key::idempotency(key)?;
+        let now = self.now();
+        let req = self
+            .client
+            .update_item()
+            .table_name(&*self.table)
+            .set_key(Some(ikey.item()))
+            .update_expression("SET #state = :completed, #status = :status, #body = :body")
+            .condition_expression("#state = :in_progress AND #exp > :now")
+            .set_expression_attribute_names(Some(complete_names()))
+            .set_expression_attribute_values(Some(complete_values(response, now)));
+        match self.send(Resend::OnlyIfThrottled, || req.clone().send()).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => {
+                // Nothing was in progress under the key: say why.
+                let record = match self.get(&ikey).await? {
+                    Some(item) => idempotency_record(key, &item, now)?,
+                    None => None,
+                };
+                match record {
+                    Some(_) => Err(Error::new(
+                        ErrorCode::AlreadyExists,
+                        "a response is already stored under this idempotency key",
+                    )),
+                    None => Err(Error::not_found("the idempotency key is not held")),
+                }
+            }
+            Err(e) => Err(failed("UpdateItem", &e)),
+        }
+    }
+
+    async fn idempotency_release(&self, key: &str) -> Result<()> {
+        // Only an in-progress record is released: a completed one is the
+        // answer retries must replay.
+        let req = self
+            .client
+            .delete_item()
+            .table_name(&*self.table)
+            .set_key(Some(Key::idempotency(key)?.item()))
+            .condition_expression("#state = :in_progress")
+            .expression_attribute_names("#state", STATE)
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS));
+        match self.send(Resend::Always, || req.clone().send()).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(failed("DeleteItem", &e)),
+        }
+    }
+
+    async fn idempotency_get(&self, key: &str) -> Result<Option<IdempotencyRecord>> {
+        let now = self.now();
+        match self.get(&Key::idempotency(key)?).await? {
+            Some(item) => idempotency_record(key, &item, now),
+            None => Ok(None),
+        }
+    }
+
+    async fn reserve_mandate_id(&self, id: &str, keep_until: OffsetDateTime) -> Result<bool> {
+        let keep = nanos(keep_until)?;
+        let mut item = Key::mandate_id(id)?.item();
+        item.insert(KEEP_UNTIL.into(), n(keep));
+        item.insert(TTL.into(), n(ttl_seconds(keep)));
+        let req = self
+            .client
+            .put_item()
+            .table_name(&*self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk) OR #keep <= :now")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#keep", KEEP_UNTIL)
+            .expression_attribute_values(":now", n(self.now()));
+        match self.send(Resend::OnlyIfThrottled, || req.clone().send()).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(failed("PutItem", &e)),
+        }
+    }
+
+    async fn mark_webhook_seen(&self, source: &str, event_id: &str) -> Result<bool> {
+        let mut item = Key::webhook(source, event_id)?.item();
+        item.insert(SEEN_AT.into(), n(self.now()));
+        match self.put_if_absent(item).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.code() == ErrorCode::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn set_stock(&self, sku: &Sku, quantity: u32) -> Result<()> {
+        let mut item = Key::stock(sku.as_str())?.item();
+        item.insert(QUANTITY.into(), n(quantity));
+        let req = self.client.put_item().table_name(&*self.table).set_item(Some(item));
+        self.send(Resend::Always, || req.clone().send())
+            .await
+            .map_err(|e| failed("PutItem", &e))?;
+        Ok(())
+    }
+
+    async fn get_stock(&self, sku: &Sku) -> Result<Option<u32>> {
+        let item = self.get(&Key::stock(sku.as_str())?).await?;
+        item.map(|i| get_n::<u32>(&i, QUANTITY, "stock")).transpose()
+    }
+
+    async fn decrement_stock(&self, sku: &Sku, quantity: u32) -> Result<u32> {
+        let req = self
+            .client
+            .update_item()
+            .table_name(&*self.table)
+            .set_key(Some(Key::stock(sku.as_str())?.item()))
+            .update_expression("SET #q = #q - :q")
+            .condition_expression("#q >= :q")
+            .expression_attribute_names("#q", QUANTITY)
+            .expression_attribute_values(":q", n(quantity))
+            .return_values(ReturnValue::AllNew);
+        match self.send(Resend::OnlyIfThrottled, || req.clone().send()).await {
+            Ok(out) => get_n::<u32>(&out.attributes.unwrap_or_default(), QUANTITY, "stock"),
+            Err(e) if is_condition_failure(&e) => Err(insufficient(sku.as_str())),
+            Err(e) => Err(failed("UpdateItem", &e)),
+        }
+    }
+
+    /// One conditional update either way, as in SQLite: a removal larger
+    /// than what is left is `insufficient_stock` and changes nothing, an
+    /// addition past `u32::MAX` is `invalid_input`, and a SKU without an
+    /// item starts from zero.
+    async fn adjust_stock(&self, sku: &Sku, delta: i64) -> Result<u32> {
+        let key = Key::stock(sku.as_str())?;
+        let sku = sku.as_str();
+        let req = self
+            .client
+            .update_item()
+            .table_name(&*self.table)
+            .set_key(Some(key.item()))
+            .expression_attribute_names("#q", QUANTITY)
+            .return_values(ReturnValue::AllNew);
+        let req = if delta >= 0 {
+            let too_many =
+                || Error::invalid(format!("stock of SKU {sku} cannot exceed {}", u32::MAX));
+            let add = u32::try_from(delta).map_err(|_| too_many())?;
+            req.update_expression("SET #q = if_not_exists(#q, :zero) + :d")
+                .condition_expression("attribute_not_exists(#q) OR #q <= :room")
+                .expression_attribute_values(":zero", n(0))
+                .expression_attribute_values(":d", n(add))
+                .expression_attribute_values(":room", n(u32::MAX - add))
+        } else {
+            req.update_expression("SET #q = #q - :d")
+                .condition_expression("#q >= :d")
+                .expression_attribute_values(":d", n(delta.unsigned_abs()))
+        };
+        match self.send(Resend::OnlyIfThrottled, || req.clone().send()).await {
+            Ok(out) => get_n::<u32>(&out.attributes.unwrap_or_default(), QUANTITY, "stock"),
+            Err(e) if is_condition_failure(&e) && delta >= 0 => {
+                Err(Error::invalid(format!("stock of SKU {sku} cannot exceed {}", u32::MAX)))
+            }
+            Err(e) if is_condition_failure(&e) => Err(Error::new(
+                ErrorCode::InsufficientStock,
+                format!("removing {} units would take SKU {sku} below zero", delta.unsigned_abs()),
+            )),
+            Err(e) => Err(failed("UpdateItem", &e)),
+        }
+    }
+
+    async fn append_ledger(&self, entry: &LedgerEntry) -> Result<()> {
+        self.put_if_absent(ledger_item(entry)?)
+            .await
+            .map_err(|e| rename_exists(e, "ledger entry", &entry.id))
+    }
+
+    /// `[from, to)` through the `by_time` index: the sort keys of the range
+    /// lie between the bare time keys of its bounds.
+    async fn ledger_entries(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        currency: Option<Currency>,
+    ) -> Result<Vec<LedgerEntry>> {
+        let (from, to) = (nanos_clamped(from), nanos_clamped(to));
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let mut req = self
+            .client
+            .query()
+            .table_name(&*self.table)
+            .index_name(BY_TIME.name)
+            .key_condition_expression("#tpk = :pk AND #tsk BETWEEN :from AND :to")
+            .expression_attribute_names("#tpk", BY_TIME.pk)
+            .expression_attribute_names("#tsk", BY_TIME.sk)
+            .expression_attribute_values(":pk", s(LEDGER_BY_TIME))
+            .expression_attribute_values(":from", s(time_key(from)))
+            .expression_attribute_values(":to", s(time_key(to)));
+        if let Some(c) = currency {
+            req = req
+                .filter_expression("#cur = :cur")
+                .expression_attribute_names("#cur", CURRENCY)
+                .expression_attribute_values(":cur", s(c.code()));
+        }
+        let items = self.query_all(req, None).await?;
+        items
+            .iter()
+            .map(|item| {
+                let body = get_s(item, BODY, "ledger entry")?;
+                LedgerEntry::try_from(from_json::<LedgerRecord>("ledger entry", body)?)
+            })
+            .collect()
+    }
+
+    /// One `TransactWriteItems` of, in this order: the session's
+    /// compare-and-set, a conditional decrement per distinct SKU, the order
+    /// and its checkout guard (put-if-absent), the events, the ledger entry,
+    /// the mandates, and the idempotency response. That is
+    /// [`COMMIT_FIXED_ITEMS`] + SKUs + events + mandates items, at most
+    /// [`MAX_TRANSACTION_ITEMS`]; a larger commit is refused before anything
+    /// is written.
+    ///
+    /// The idempotency record is included only when it is held. If it is
+    /// released or expires between that read and the commit, its condition
+    /// cancels the transaction and the commit runs again without it: as in
+    /// SQLite, a charged order is not thrown away for its replay record.
+    async fn commit_checkout(&self, commit: &CheckoutCommit) -> Result<()> {
+        check_commit(commit)?;
+        let mut idempotency = match &commit.idempotency {
+            Some((key, response)) if self.idempotency_held(key, self.now()).await? => {
+                Some((key.as_str(), response))
+            }
+            Some(_) => {
+                tracing::warn!(
+                    order = %commit.order.id,
+                    "idempotency key not in progress at commit; response not stored"
+                );
+                None
+            }
+            None => None,
+        };
+        loop {
+            let (items, roles) = self.commit_items(commit, idempotency, self.now())?;
+            let reasons = match self.transact(items).await {
+                Ok(()) => return Ok(()),
+                Err(TxFailure::Failed(e)) => return Err(e),
+                Err(TxFailure::Canceled(reasons)) => reasons,
+            };
+            let order = commit.order.id.as_str();
+            let session = commit.session.id.as_str();
+            return Err(match first_failed_condition(&reasons).and_then(|i| roles.get(i)) {
+                Some(Role::Idempotency) => {
+                    tracing::warn!(
+                        order,
+                        "idempotency key released or expired during commit; response not stored"
+                    );
+                    idempotency = None;
+                    continue;
+                }
+                Some(Role::Session) => {
+                    self.cas_miss(&Key::checkout(session)?, "checkout session", session).await
+                }
+                Some(Role::Stock(sku)) => insufficient(sku),
+                Some(Role::Order | Role::CheckoutOrder) => Error::new(
+                    ErrorCode::AlreadyExists,
+                    format!("order {order} or an order for checkout {session} already exists"),
+                ),
+                Some(Role::Ledger(id)) => already_exists("ledger entry", id),
+                Some(Role::Event | Role::Mandate) => {
+                    already_exists("an event or mandate of order", order)
+                }
+                None => Error::store(format!("checkout commit cancelled: {}", codes(&reasons))),
+            });
+        }
+    }
+}
+
+/// Gives a put-if-absent's generic `already_exists` the name of what
+/// exists.
+fn rename_exists(e: Error, what: &str, id: &str) -> Error {
+    if e.code() == ErrorCode::AlreadyExists {
+        already_exists(what, id)
+    } else {
+        e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_failed_condition_decides() {
+        let reasons = |codes: &[&str]| -> Vec<CancellationReason> {
+            codes.iter().map(|c| CancellationReason::builder().code(*c).build()).collect()
+        };
+        let cases: [(&[&str], Option<usize>); 4] = [
+            (&["None", "None"], None),
+            (&["ConditionalCheckFailed", "ConditionalCheckFailed"], Some(0)),
+            (&["None", "TransactionConflict", "ConditionalCheckFailed"], Some(2)),
+            (&[], None),
+        ];
+        for (codes, want) in cases {
+            assert_eq!(first_failed_condition(&reasons(codes)), want, "{codes:?}");
+        }
+    }
+}
