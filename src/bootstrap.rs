@@ -13,8 +13,8 @@ use crate::adapters::sqlite::{self, Db, SqliteCatalog, SqliteStore};
 use crate::ap2::KeyRing;
 use crate::gateway::Gateway;
 use crate::http::{self, AppState};
-use crate::ports::{Catalog, Clock, SearchQuery, SystemClock};
-use crate::settings::Settings;
+use crate::ports::{Catalog, Clock, SearchQuery, Store, SystemClock};
+use crate::settings::{Settings, StoreKind};
 
 /// The demo catalog shipped in the binary, imported on a first start when
 /// no `catalog_file` is configured, so a fresh clone has something to sell.
@@ -27,7 +27,8 @@ pub const DB_FILE: &str = "agentgate.db";
 pub struct App {
     pub state: AppState,
     pub gateway: Arc<Gateway>,
-    pub store: Arc<SqliteStore>,
+    /// The configured store: SQLite in the data dir, or DynamoDB.
+    pub store: Arc<dyn Store>,
     pub catalog: Arc<SqliteCatalog>,
     pub payments: Arc<SandboxPayments>,
     pub keys: Arc<KeyRing>,
@@ -42,13 +43,9 @@ fn key_source(settings: &Settings) -> Option<KeySource> {
     Some(KeySource { active, retired: Vec::new() })
 }
 
-/// Imports the configured catalog (or the demo) when the catalog is empty.
-async fn seed_catalog(settings: &Settings, catalog: &SqliteCatalog) -> anyhow::Result<()> {
-    let probe = SearchQuery { limit: 1, ..SearchQuery::default() };
-    if !catalog.search(&probe).await?.products.is_empty() {
-        return Ok(());
-    }
-    let (bytes, format, source) = match &settings.catalog_file {
+/// The catalog to import: the configured file, or the built-in demo.
+fn catalog_source(settings: &Settings) -> anyhow::Result<(Vec<u8>, CatalogFormat, String)> {
+    Ok(match &settings.catalog_file {
         Some(path) => {
             let bytes = std::fs::read(path)
                 .map_err(|e| anyhow::anyhow!("cannot read catalog_file {}: {e}", path.display()))?;
@@ -58,7 +55,16 @@ async fn seed_catalog(settings: &Settings, catalog: &SqliteCatalog) -> anyhow::R
             (bytes, format, path.display().to_string())
         }
         None => (DEMO_CATALOG.to_vec(), CatalogFormat::Json, "built-in demo catalog".to_owned()),
-    };
+    })
+}
+
+/// Imports the configured catalog (or the demo) when the catalog is empty.
+async fn seed_catalog(settings: &Settings, catalog: &SqliteCatalog) -> anyhow::Result<()> {
+    let probe = SearchQuery { limit: 1, ..SearchQuery::default() };
+    if !catalog.search(&probe).await?.products.is_empty() {
+        return Ok(());
+    }
+    let (bytes, format, source) = catalog_source(settings)?;
     let products = catalog_import::parse(&bytes, format)?;
     let report = catalog.import(products).await?;
     tracing::info!(source = %source, report = ?report, "catalog imported on first start");
@@ -75,9 +81,12 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
 /// [`build`] with an injected clock, for tests that move time.
 pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
     let db = Db::open(&settings.data_dir.join(DB_FILE), &sqlite::migrations())?;
-    let store = Arc::new(SqliteStore::from_db(Arc::clone(&db)).with_clock(Arc::clone(&clock)));
-    let catalog = Arc::new(SqliteCatalog::new(db));
+    let catalog = Arc::new(SqliteCatalog::new(Arc::clone(&db)));
     seed_catalog(&settings, &catalog).await?;
+    let store: Arc<dyn Store> = match settings.store {
+        StoreKind::Sqlite => Arc::new(SqliteStore::from_db(db).with_clock(Arc::clone(&clock))),
+        StoreKind::Dynamodb => dynamodb_store(&settings, Arc::clone(&clock)).await?,
+    };
     let keys = Arc::new(keyfile::load_or_generate(&settings.data_dir, key_source(&settings))?);
     let payments = Arc::new(SandboxPayments::new(settings.public_base_url.clone()));
     let jwks = keys.jwks(clock.now());
@@ -93,6 +102,45 @@ pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
     ));
     let state = AppState::new(Arc::clone(&gateway), jwks);
     Ok(App { state, gateway, store, catalog, payments, keys })
+}
+
+/// Connects the DynamoDB store and seeds its stock from the catalog once.
+///
+/// The catalog itself stays in the embedded database (on Lambda, rebuilt in
+/// `/tmp` at each cold start from the deployed catalog file); stock lives in
+/// DynamoDB, where checkouts decrement it. Seeding writes each SKU's
+/// catalog count only where DynamoDB has none yet, once per catalog
+/// content, so a cold start never resets stock that has been sold.
+#[cfg(feature = "aws")]
+async fn dynamodb_store(
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Arc<dyn Store>> {
+    use sha2::{Digest, Sha256};
+    let store = crate::adapters::dynamodb::connect(&settings.dynamodb).await?.with_clock(clock);
+    let (bytes, format, source) = catalog_source(settings)?;
+    let digest = Sha256::digest(&bytes);
+    let marker: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    if !store.stock_seeded(&marker).await? {
+        let stock: Vec<_> = catalog_import::parse(&bytes, format)?
+            .iter()
+            .flat_map(|p| p.variants.iter().map(|v| (v.sku.clone(), v.stock)))
+            .collect();
+        store.seed_stock(&marker, &stock).await?;
+        tracing::info!(source = %source, skus = stock.len(), "DynamoDB stock seeded from the catalog");
+    }
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "aws"))]
+async fn dynamodb_store(
+    _settings: &Settings,
+    _clock: Arc<dyn Clock>,
+) -> anyhow::Result<Arc<dyn Store>> {
+    anyhow::bail!(
+        "setting `store`: this build has no DynamoDB support (it was built without the `aws` \
+         feature)"
+    )
 }
 
 /// Runs the gateway until SIGINT/SIGTERM.

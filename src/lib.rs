@@ -5,6 +5,8 @@ pub mod cli;
 pub mod domain;
 pub mod gateway;
 pub mod http;
+#[cfg(feature = "aws")]
+pub mod lambda;
 pub mod policy;
 pub mod ports;
 pub mod settings;

@@ -8,8 +8,25 @@ use clap::Parser;
 use agentgate::cli::{init_logging, Cli, Command};
 use agentgate::settings::Settings;
 
+/// The command line, with one addition: Lambda's `provided` runtimes start
+/// an executable named `bootstrap` with no arguments, and `cargo lambda
+/// build` names this binary so. A bare `bootstrap` therefore means
+/// `agentgate lambda`.
+fn arguments() -> Vec<std::ffi::OsString> {
+    #[allow(unused_mut)]
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    #[cfg(feature = "aws")]
+    {
+        let name = args.first().map(std::path::Path::new).and_then(|p| p.file_name());
+        if args.len() == 1 && name.is_some_and(|n| n == "bootstrap") {
+            args.push("lambda".into());
+        }
+    }
+    args
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(arguments());
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -33,6 +50,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(settings.log_format);
             agentgate::bootstrap::serve(settings).await
         }
+        #[cfg(feature = "aws")]
+        Command::Lambda(args) => {
+            let settings = Settings::load(cli.config.as_deref(), &args.overrides())?;
+            init_logging(settings.log_format);
+            agentgate::lambda::run(settings).await
+        }
+        #[cfg(feature = "aws")]
+        Command::Dynamodb(cmd) => agentgate::cli::dynamodb::run(cli.config.as_deref(), cmd).await,
         Command::Catalog(cmd) => agentgate::cli::catalog::run(cmd).await,
         Command::Keys(cmd) => agentgate::cli::keys::run(cmd),
         Command::Mandate(cmd) => agentgate::cli::mandate::run(cmd),

@@ -2,6 +2,8 @@
 //! only; each command hands off to the library.
 
 pub mod catalog;
+#[cfg(feature = "aws")]
+pub mod dynamodb;
 pub mod keys;
 pub mod mandate;
 
@@ -29,6 +31,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP gateway.
     Serve(ServeArgs),
+    /// Serve AWS Lambda invocations (API Gateway HTTP API events) with the
+    /// same router as `serve`. Only inside Lambda or an emulator.
+    #[cfg(feature = "aws")]
+    Lambda(LambdaArgs),
+    /// Manage the DynamoDB table of the serverless deployment.
+    #[cfg(feature = "aws")]
+    #[command(subcommand)]
+    Dynamodb(dynamodb::DynamodbCommand),
     /// Manage the embedded catalog.
     #[command(subcommand)]
     Catalog(catalog::CatalogCommand),
@@ -60,6 +70,20 @@ impl ServeArgs {
             data_dir: self.data_dir.clone(),
             log_format: self.log_format,
         }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LambdaArgs {
+    /// Log format [default: the `log_format` setting; the SAM template sets
+    /// json].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl LambdaArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides { log_format: self.log_format, ..Overrides::default() }
     }
 }
 
