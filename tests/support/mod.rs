@@ -53,6 +53,22 @@ pub fn python() -> Option<PathBuf> {
     }
 }
 
+/// The endpoint of a DynamoDB stand-in (`AGENTGATE_DYNAMODB_ENDPOINT`,
+/// which `.ci/run` points at the `moto_server` it starts).
+pub fn dynamodb_endpoint() -> Option<String> {
+    match std::env::var("AGENTGATE_DYNAMODB_ENDPOINT") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            unavailable(
+                "a DynamoDB endpoint",
+                "AGENTGATE_DYNAMODB_ENDPOINT is not set (run .ci/run, or start \
+                 `moto_server -H 127.0.0.1 -p 5000` and set it to http://127.0.0.1:5000)",
+            );
+            None
+        }
+    }
+}
+
 /// Runs one pytest file from `tests/python/` with the CI venv, giving it the
 /// freshly built binary as `AGENTGATE_BIN` plus `env`, and fails the test
 /// with pytest's output if any Python test fails. Returns false (after

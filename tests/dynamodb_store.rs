@@ -1,0 +1,514 @@
+//! The DynamoDB store against the store contract, on a DynamoDB stand-in
+//! (`moto_server`, started by `.ci/run`, reached through
+//! `AGENTGATE_DYNAMODB_ENDPOINT`), one fresh table per test. Plus what only
+//! this backend has: its table, its transaction limit, TTL attributes,
+//! damaged items, and a whole checkout through the app built with
+//! `store = "dynamodb"`.
+//!
+//! Without the endpoint each test says NOT RUN and checks nothing; under
+//! `CI=true` that is a failure instead.
+
+#[macro_use]
+mod store_contract;
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use agentgate::adapters::dynamodb::{self, create_table, CreateOptions, DynamoStore};
+use agentgate::domain::checkout::PaymentSelection;
+use agentgate::domain::order::{OrderLine, PaymentRecord};
+use agentgate::domain::{
+    CheckoutId, CheckoutSession, CheckoutStatus, Currency, ErrorCode, LedgerEntry, LedgerKind,
+    LineItem, Money, Order, OrderEvent, OrderId, OrderStatus, ProductId, Sku, VariantId,
+};
+use agentgate::gateway::Caller;
+use agentgate::ports::{
+    ChargeOutcome, ChargeRequest, CheckoutCommit, OrderFilter, Payments, SearchQuery, Store,
+    StoredResponse,
+};
+use agentgate::settings::{DynamoSettings, Settings, StoreKind};
+use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
+use store_contract::Fixture;
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+
+/// Settings for a fresh, uniquely named table on the stand-in.
+fn table_settings(endpoint: &str) -> DynamoSettings {
+    DynamoSettings {
+        table: format!("agentgate-test-{}", uuid::Uuid::now_v7().simple()),
+        endpoint_url: Some(endpoint.to_owned()),
+        region: None,
+    }
+}
+
+/// A client and a fresh table, or `None` (after saying why) without an
+/// endpoint.
+async fn fresh_table() -> Option<(aws_sdk_dynamodb::Client, DynamoSettings)> {
+    let endpoint = support::dynamodb_endpoint()?;
+    let settings = table_settings(&endpoint);
+    let client = dynamodb::client(&settings).await.expect("client");
+    let options = CreateOptions { point_in_time_recovery: false, wait: StdDuration::from_secs(30) };
+    create_table(&client, &settings.table, options).await.expect("create table");
+    Some((client, settings))
+}
+
+async fn fresh_store() -> Option<DynamoStore> {
+    let (client, settings) = fresh_table().await?;
+    Some(DynamoStore::new(client, settings.table))
+}
+
+async fn dynamodb() -> Option<Fixture> {
+    let store = fresh_store().await?;
+    Some(Fixture::new(Arc::new(store), ()))
+}
+
+store_contract_tests!(dynamodb);
+
+// ------------------------------------------------------------- helpers
+
+const T0: OffsetDateTime = datetime!(2026-05-01 09:00:00.000000001 -07:00);
+
+fn usd(minor: i64) -> Money {
+    Money::new(minor, Currency::usd())
+}
+
+fn sku(s: &str) -> Sku {
+    Sku::parse(s).unwrap()
+}
+
+fn later() -> OffsetDateTime {
+    OffsetDateTime::now_utc() + Duration::hours(1)
+}
+
+fn session_with(lines: &[(&str, u32)]) -> CheckoutSession {
+    let items = lines
+        .iter()
+        .enumerate()
+        .map(|(i, (s, q))| LineItem {
+            id: format!("li_{i}"),
+            variant_id: VariantId::parse(&format!("v-{s}-{i}")).unwrap(),
+            product_id: ProductId::parse("p1").unwrap(),
+            sku: sku(s),
+            title: format!("Item {s}"),
+            quantity: *q,
+            unit_price: usd(100),
+            requires_shipping: false,
+        })
+        .collect();
+    let s = CheckoutSession::new(
+        CheckoutId::from_uuid(uuid::Uuid::now_v7()),
+        Currency::usd(),
+        items,
+        Some("agent".into()),
+        T0,
+        CheckoutSession::DEFAULT_TTL,
+    )
+    .unwrap();
+    s.transition(CheckoutStatus::ReadyForComplete, T0).unwrap()
+}
+
+/// A commit of `session` (stored at version 1) with `events` copies of the
+/// created event and `mandates` mandates.
+fn commit_with(session: &CheckoutSession, events: usize, mandates: usize) -> CheckoutCommit {
+    let id = OrderId::from_uuid(uuid::Uuid::now_v7());
+    let mut done = session.clone();
+    done.order_id = Some(id.clone());
+    let done = done
+        .transition(CheckoutStatus::CompleteInProgress, T0)
+        .unwrap()
+        .transition(CheckoutStatus::Completed, T0)
+        .unwrap();
+    let order = Order::new(
+        id.clone(),
+        session.id.clone(),
+        OrderStatus::Paid,
+        session.owner.clone(),
+        None,
+        vec![],
+        session.totals,
+        usd(1),
+        PaymentRecord { processor: "sandbox".into(), reference: "ch".into(), amount: usd(0) },
+        T0,
+    );
+    CheckoutCommit {
+        session: done,
+        expected_version: 1,
+        events: vec![order.created_event("gateway", "t"); events],
+        stock: session.line_items.iter().map(|l| (l.sku.clone(), l.quantity)).collect(),
+        ledger: LedgerEntry {
+            id: format!("led_{id}"),
+            order_id: id,
+            kind: LedgerKind::Fee,
+            gross: usd(100),
+            fee: usd(1),
+            at: T0,
+        },
+        mandates: (0..mandates).map(|i| format!("h.p{i}.s")).collect(),
+        idempotency: None,
+        order,
+    }
+}
+
+async fn raw_item(store: &DynamoStore, pk: &str, sk: &str) -> Option<Item> {
+    store
+        .client()
+        .get_item()
+        .table_name(store.table())
+        .key("pk", AttributeValue::S(pk.into()))
+        .key("sk", AttributeValue::S(sk.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+}
+
+type Item = std::collections::HashMap<String, AttributeValue>;
+
+// --------------------------------------------------------------- tests
+
+/// The helper creates the table the store and the template describe: both
+/// indexes, TTL on `ttl`, on-demand billing; and it refuses to create one
+/// twice.
+#[tokio::test]
+async fn the_created_table_has_the_indexes_and_ttl() {
+    let Some((client, settings)) = fresh_table().await else { return };
+    let table = client.describe_table().table_name(&settings.table).send().await.unwrap().table;
+    let table = table.unwrap();
+    let mut indexes: Vec<String> = table
+        .global_secondary_indexes()
+        .iter()
+        .filter_map(|i| i.index_name().map(str::to_owned))
+        .collect();
+    indexes.sort();
+    assert_eq!(indexes, ["by_owner", "by_time"]);
+    let billing = table.billing_mode_summary().and_then(|b| b.billing_mode()).cloned();
+    assert_eq!(billing, Some(aws_sdk_dynamodb::types::BillingMode::PayPerRequest));
+    let ttl = client.describe_time_to_live().table_name(&settings.table).send().await.unwrap();
+    let ttl = ttl.time_to_live_description.unwrap();
+    assert_eq!(ttl.attribute_name(), Some("ttl"));
+    assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
+
+    let options = CreateOptions { point_in_time_recovery: false, ..CreateOptions::default() };
+    let again = create_table(&client, &settings.table, options).await.unwrap_err();
+    assert_eq!(again.code(), ErrorCode::AlreadyExists);
+}
+
+/// Idempotency records and reserved mandate ids carry a `ttl` in whole
+/// seconds no earlier than their expiry, so DynamoDB tidies them up; other
+/// items carry none, so DynamoDB never deletes them.
+#[tokio::test]
+async fn expiring_items_carry_a_ttl_and_others_do_not() {
+    let Some(store) = fresh_store().await else { return };
+    let until = later() + Duration::nanoseconds(1);
+    store.idempotency_begin("k1", "fp", until).await.unwrap();
+    store.reserve_mandate_id("m1", until).await.unwrap();
+    store.set_stock(&sku("S"), 1).await.unwrap();
+    let want = until.unix_timestamp() + 1;
+    for (pk, sk) in [("IDEM#k1", "IDEM"), ("MANDATE_ID#m1", "MANDATE_ID")] {
+        let item = raw_item(&store, pk, sk).await.unwrap();
+        let ttl = item.get("ttl").and_then(|v| v.as_n().ok()).unwrap();
+        assert_eq!(ttl.parse::<i64>().unwrap(), want, "{pk}");
+    }
+    let stock = raw_item(&store, "STOCK#S", "STOCK").await.unwrap();
+    assert!(!stock.contains_key("ttl"));
+}
+
+/// A commit that would not fit one transaction is refused before anything
+/// is written; one at the limit commits. A full cart (50 lines) with the
+/// pipeline's events and mandates fits.
+#[tokio::test]
+async fn commits_beyond_one_transaction_are_refused_whole() {
+    let Some(store) = fresh_store().await else { return };
+    let max_lines = agentgate::domain::cart::MAX_LINES;
+    let skus: Vec<String> = (0..max_lines).map(|i| format!("L{i}")).collect();
+    for s in &skus {
+        store.set_stock(&sku(s), 10).await.unwrap();
+    }
+    let lines: Vec<(&str, u32)> = skus.iter().map(|s| (s.as_str(), 1)).collect();
+
+    // The session, order, guard and ledger entry + 50 SKUs + 20 events +
+    // 27 mandates = 101 (no idempotency record here).
+    let too_big = session_with(&lines);
+    store.insert_checkout(&too_big).await.unwrap();
+    let commit = commit_with(&too_big, 20, 27);
+    let err = store.commit_checkout(&commit).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidInput);
+    assert!(err.message().contains("100"), "{}", err.message());
+    assert_eq!(store.get_order(&commit.order.id).await.unwrap(), None);
+    assert_eq!(store.get_stock(&sku("L0")).await.unwrap(), Some(10));
+    assert_eq!(store.get_checkout(&too_big.id).await.unwrap().unwrap().version, 1);
+
+    // One mandate fewer: 4 + 50 + 20 + 26 = 100, the most one transaction
+    // holds.
+    let fits = session_with(&lines);
+    store.insert_checkout(&fits).await.unwrap();
+    let commit = commit_with(&fits, 20, 26);
+    store.commit_checkout(&commit).await.unwrap();
+    assert_eq!(store.order_events(&commit.order.id).await.unwrap().len(), 20);
+    assert_eq!(store.order_mandates(&commit.order.id).await.unwrap(), commit.mandates);
+    assert_eq!(store.get_stock(&sku("L49")).await.unwrap(), Some(9));
+}
+
+/// A transaction cannot touch one item twice, so a SKU on two lines is
+/// taken as one decrement of the sum, and refused as a whole when the sum
+/// is not there.
+#[tokio::test]
+async fn a_sku_on_two_lines_is_taken_once_for_the_sum() {
+    let Some(store) = fresh_store().await else { return };
+    store.set_stock(&sku("TWICE"), 5).await.unwrap();
+    let short = session_with(&[("TWICE", 3), ("TWICE", 3)]);
+    store.insert_checkout(&short).await.unwrap();
+    let err = store.commit_checkout(&commit_with(&short, 1, 1)).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InsufficientStock);
+    assert_eq!(store.get_stock(&sku("TWICE")).await.unwrap(), Some(5));
+
+    let fits = session_with(&[("TWICE", 2), ("TWICE", 3)]);
+    store.insert_checkout(&fits).await.unwrap();
+    store.commit_checkout(&commit_with(&fits, 1, 1)).await.unwrap();
+    assert_eq!(store.get_stock(&sku("TWICE")).await.unwrap(), Some(0));
+}
+
+/// Items damaged outside the store become `internal` errors (detail
+/// logged, not shown), never panics, and the rest keeps working.
+#[tokio::test]
+async fn damaged_items_are_errors_not_panics() {
+    let Some(store) = fresh_store().await else { return };
+    let session = session_with(&[("D1", 1)]);
+    store.set_stock(&sku("D1"), 5).await.unwrap();
+    store.insert_checkout(&session).await.unwrap();
+    let commit = commit_with(&session, 1, 1);
+    store.commit_checkout(&commit).await.unwrap();
+    let order_pk = format!("ORDER#{}", commit.order.id);
+    let checkout_pk = format!("CHECKOUT#{}", session.id);
+    let s = |v: &str| AttributeValue::S(v.into());
+    let n = |v: &str| AttributeValue::N(v.into());
+    // (what, pk, sk, attribute, value)
+    let cases: Vec<(&str, String, &str, &str, AttributeValue)> = vec![
+        ("checkout body not json", checkout_pk.clone(), "CHECKOUT", "body", s("{")),
+        ("checkout body empty object", checkout_pk.clone(), "CHECKOUT", "body", s("{}")),
+        ("checkout version not a number", checkout_pk.clone(), "CHECKOUT", "version", s("1")),
+        ("checkout version negative", checkout_pk.clone(), "CHECKOUT", "version", n("-1")),
+        ("order body of another kind", order_pk.clone(), "ORDER", "body", s("[1,2]")),
+        ("stock beyond u32", "STOCK#D1".into(), "STOCK", "quantity", n("5000000000")),
+        ("stock negative", "STOCK#D1".into(), "STOCK", "quantity", n("-3")),
+    ];
+    for (what, pk, sk, attribute, value) in cases {
+        let before = raw_item(&store, &pk, sk).await.unwrap();
+        let mut damaged = before.clone();
+        damaged.insert(attribute.into(), value);
+        let put = |item: Item| {
+            store.client().put_item().table_name(store.table()).set_item(Some(item)).send()
+        };
+        put(damaged).await.unwrap();
+        let reads = [
+            store.get_checkout(&session.id).await.map(|_| ()),
+            store.get_order(&commit.order.id).await.map(|_| ()),
+            store.list_orders(&OrderFilter::default()).await.map(|_| ()),
+            store.get_stock(&sku("D1")).await.map(|_| ()),
+        ];
+        let failed: Vec<_> = reads.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert!(!failed.is_empty(), "{what}: no read noticed the damage");
+        for e in failed {
+            assert_eq!(e.code(), ErrorCode::Internal, "{what}: {e}");
+            assert_eq!(e.message(), "internal error", "{what}: detail leaked");
+        }
+        store.health().await.unwrap();
+        put(before).await.unwrap();
+    }
+}
+
+/// A whole checkout through the application built with `store =
+/// "dynamodb"`: the catalog seeds DynamoDB's stock once, a cart is built
+/// through the gateway, the session is stored and completed with a charge,
+/// the fee and one atomic commit, and everything reads back from DynamoDB.
+/// A second completion of the same checkout is refused, and a second cold
+/// start does not reset the stock that was sold.
+#[tokio::test]
+async fn a_checkout_runs_end_to_end_on_dynamodb() {
+    let Some((_client, table)) = fresh_table().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::for_data_dir(dir.path());
+    settings.store = StoreKind::Dynamodb;
+    settings.dynamodb = table.clone();
+    let app = agentgate::bootstrap::build(settings.clone()).await.expect("build");
+    let gateway = &app.gateway;
+    let caller = Caller::subject("agent-e2e");
+
+    // The health endpoint reports the DynamoDB store as reachable.
+    let health = tower::ServiceExt::oneshot(
+        agentgate::http::app(app.state.clone()),
+        axum::http::Request::get("/health").body(axum::body::Body::empty()).unwrap(),
+    )
+    .await
+    .unwrap();
+    let body = axum::body::to_bytes(health.into_body(), 1 << 16).await.unwrap();
+    let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(health["store"], "ok", "{health}");
+
+    // Cart: the first in-stock variant, two units.
+    let page = gateway
+        .search(&SearchQuery { in_stock_only: true, limit: 5, ..Default::default() })
+        .await
+        .unwrap();
+    let product = &page.products[0];
+    let variant = &product.variants[0];
+    assert!(variant.stock >= 2, "the demo catalog stocks its first variant");
+    let seeded = app.store.get_stock(&variant.sku).await.unwrap();
+    assert_eq!(seeded, Some(variant.stock), "stock was seeded into DynamoDB");
+    let cart = gateway.create_cart(&caller, &[(variant.id.clone(), 2)]).await.unwrap();
+    assert_eq!(gateway.get_cart(&caller, &cart.id).await.unwrap().lines[0].quantity, 2);
+
+    // Session from the cart, stored, then made ready.
+    let now = gateway.now();
+    let items: Vec<LineItem> = cart
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| LineItem {
+            id: format!("li_{}", i + 1),
+            variant_id: l.variant_id.clone(),
+            product_id: l.product_id.clone(),
+            sku: l.sku.clone(),
+            title: l.title.clone(),
+            quantity: l.quantity,
+            unit_price: l.unit_price,
+            requires_shipping: false,
+        })
+        .collect();
+    let mut session = CheckoutSession::new(
+        CheckoutId::from_uuid(uuid::Uuid::now_v7()),
+        cart.currency,
+        items,
+        caller.subject.clone(),
+        now,
+        settings.checkout_ttl,
+    )
+    .unwrap();
+    session.cart_id = Some(cart.id.clone());
+    session.buyer.email = Some("buyer@example.com".into());
+    session.payment = Some(PaymentSelection {
+        handler_id: "sandbox".into(),
+        instrument_type: "card".into(),
+        token: Some("success_token".into()),
+    });
+    app.store.insert_checkout(&session).await.unwrap();
+    let ready = session.clone().transition(CheckoutStatus::ReadyForComplete, now).unwrap();
+    let v = app.store.update_checkout(&ready, 1).await.unwrap();
+
+    // Completion: idempotency key, charge, fee, one commit.
+    let loaded = app.store.get_checkout(&ready.id).await.unwrap().unwrap();
+    assert_eq!(loaded.version, v);
+    let key = format!("idem-{}", uuid::Uuid::now_v7());
+    app.store.idempotency_begin(&key, "fp", now + Duration::hours(24)).await.unwrap();
+    let order_id = OrderId::from_uuid(uuid::Uuid::now_v7());
+    let total = loaded.value.totals.total;
+    let charge = app
+        .payments
+        .charge(&ChargeRequest {
+            idempotency_key: format!("charge-{}", loaded.value.id),
+            amount: total,
+            token: "success_token".into(),
+            checkout_id: loaded.value.id.clone(),
+            order_id: order_id.clone(),
+        })
+        .await
+        .unwrap();
+    let ChargeOutcome::Succeeded { reference } = charge else { panic!("{charge:?}") };
+    let mut done = loaded.value.clone();
+    done.order_id = Some(order_id.clone());
+    let done = done
+        .transition(CheckoutStatus::CompleteInProgress, now)
+        .unwrap()
+        .transition(CheckoutStatus::Completed, now)
+        .unwrap();
+    let lines = done
+        .line_items
+        .iter()
+        .map(|l| OrderLine {
+            variant_id: l.variant_id.clone(),
+            sku: l.sku.clone(),
+            title: l.title.clone(),
+            quantity: l.quantity,
+            unit_price: l.unit_price,
+            line_total: l.line_total().unwrap(),
+        })
+        .collect();
+    let fee = settings.fees.fee_entry(format!("led_{order_id}"), order_id.clone(), total, now);
+    let fee = fee.unwrap();
+    let order = Order::new(
+        order_id.clone(),
+        done.id.clone(),
+        OrderStatus::Paid,
+        done.owner.clone(),
+        done.buyer.email.clone(),
+        lines,
+        done.totals,
+        fee.fee,
+        PaymentRecord { processor: "sandbox".into(), reference, amount: total },
+        now,
+    );
+    let response = StoredResponse { status: 201, body: b"{\"order\":1}".to_vec() };
+    let commit = CheckoutCommit {
+        session: done.clone(),
+        expected_version: loaded.version,
+        events: vec![order.created_event("gateway", "trace-e2e")],
+        stock: done.line_items.iter().map(|l| (l.sku.clone(), l.quantity)).collect(),
+        ledger: fee.clone(),
+        mandates: vec!["cart.mandate.jws".into(), "payment.mandate.jws".into()],
+        idempotency: Some((key.clone(), response.clone())),
+        order: order.clone(),
+    };
+    app.store.commit_checkout(&commit).await.unwrap();
+
+    // Everything reads back from DynamoDB.
+    assert_eq!(app.store.get_stock(&variant.sku).await.unwrap(), Some(variant.stock - 2));
+    let stored = app.store.get_checkout(&done.id).await.unwrap().unwrap();
+    assert_eq!(stored.value.status(), CheckoutStatus::Completed);
+    assert_eq!(app.store.get_order(&order_id).await.unwrap().unwrap().value, order);
+    let mine = OrderFilter { owner: Some("agent-e2e".into()), ..Default::default() };
+    assert_eq!(app.store.list_orders(&mine).await.unwrap(), vec![order.clone()]);
+    let events: Vec<OrderEvent> = app.store.order_events(&order_id).await.unwrap();
+    assert_eq!(events, commit.events);
+    assert_eq!(app.store.order_mandates(&order_id).await.unwrap(), commit.mandates);
+    let day = (now - Duration::days(1), now + Duration::days(1));
+    assert_eq!(app.store.ledger_entries(day.0, day.1, None).await.unwrap(), vec![fee]);
+    let record = app.store.idempotency_get(&key).await.unwrap().unwrap();
+    assert_eq!(record.state, agentgate::ports::IdempotencyState::Completed(response));
+
+    // The same checkout cannot be completed twice.
+    let mut again = commit.clone();
+    again.expected_version = stored.version;
+    again.order = Order::new(
+        OrderId::from_uuid(uuid::Uuid::now_v7()),
+        done.id.clone(),
+        OrderStatus::Paid,
+        None,
+        None,
+        vec![],
+        done.totals,
+        usd(0),
+        order.payment.clone(),
+        now,
+    );
+    again.session.order_id = Some(again.order.id.clone());
+    again.events = vec![];
+    again.ledger.id = format!("led_{}", again.order.id);
+    again.ledger.order_id = again.order.id.clone();
+    again.idempotency = None;
+    // No stock to take, so nothing but the one-order-per-checkout guard can
+    // refuse it.
+    again.stock.clear();
+    let err = app.store.commit_checkout(&again).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::AlreadyExists);
+
+    // A new instance (a cold start on a fresh disk) keeps the sold stock.
+    drop(app);
+    let dir2 = tempfile::tempdir().unwrap();
+    let mut settings2 = settings.clone();
+    settings2.data_dir = dir2.path().to_owned();
+    let app2 = agentgate::bootstrap::build(settings2).await.unwrap();
+    assert_eq!(app2.store.get_stock(&variant.sku).await.unwrap(), Some(variant.stock - 2));
+    assert_eq!(app2.store.get_order(&order_id).await.unwrap().unwrap().value, order);
+}
