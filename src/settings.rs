@@ -402,7 +402,9 @@ mod tests {
             assert_eq!(s.dynamodb.region, None);
             jail.set_env("AGENTGATE_STORE", "postgres");
             let err = Settings::load(None, &Overrides::default()).unwrap_err();
-            assert!(err.message().contains("store"), "{}", err.message());
+            // The message names the setting and the choices.
+            let message = err.message().to_lowercase();
+            assert!(message.contains("store") && message.contains("dynamodb"), "{message}");
             Ok(())
         });
     }
