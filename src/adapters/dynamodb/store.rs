@@ -101,6 +101,9 @@ const SEEN_AT: &str = "seen_at";
 const IN_PROGRESS: &str = "in_progress";
 const COMPLETED: &str = "completed";
 
+/// Stock puts in flight at once while seeding.
+const SEED_CONCURRENCY: usize = 16;
+
 /// How often `idempotency_begin` re-tries when the record it lost to
 /// disappears (released or expired) before it can be read.
 const BEGIN_ATTEMPTS: usize = 4;
@@ -197,13 +200,23 @@ impl DynamoStore {
     /// this concurrently at cold start; put-if-absent makes that harmless.
     pub async fn seed_stock(&self, marker: &str, stock: &[(Sku, u32)]) -> Result<()> {
         let marker_key = Key::stock_seed(marker)?;
-        for (sku, quantity) in stock {
-            let mut item = Key::stock(sku.as_str())?.item();
-            item.insert(QUANTITY.into(), n(quantity));
-            match self.put_if_absent(item).await {
-                Ok(()) => {}
-                Err(e) if e.code() == ErrorCode::AlreadyExists => {}
-                Err(e) => return Err(e),
+        // A few puts in flight at a time: the demo catalog has 150-odd SKUs,
+        // and one after another they would add a second to the first cold
+        // start of a new table.
+        for chunk in stock.chunks(SEED_CONCURRENCY) {
+            let mut puts = tokio::task::JoinSet::new();
+            for (sku, quantity) in chunk {
+                let mut item = Key::stock(sku.as_str())?.item();
+                item.insert(QUANTITY.into(), n(quantity));
+                let store = self.clone();
+                puts.spawn(async move { store.put_if_absent(item).await });
+            }
+            while let Some(done) = puts.join_next().await {
+                match done.map_err(|e| Error::internal(format!("stock seed task failed: {e}")))? {
+                    Ok(()) => {}
+                    Err(e) if e.code() == ErrorCode::AlreadyExists => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         let mut done = marker_key.item();
