@@ -14,7 +14,8 @@
 //!   matching on the last one); if no product matches them all, the first
 //!   page falls back to products matching any word, ranked by relevance, and
 //!   the cursor remembers which of the two it was.
-//! - Common function words ("the", "for", "with" …) are dropped.
+//! - Common function words ("the", "for", "with" …) are dropped; text with
+//!   no searchable word left lists like empty text.
 //! - Relevance is BM25 with the title weighted highest, then tags, category
 //!   and description; ties go to the product's row key. A search without
 //!   text lists by product id, or, with a category filter, by category path
@@ -561,8 +562,6 @@ impl Plan {
                 Mode::Any => " OR ",
             })
         );
-        // `^` anchors the phrase at the column's first token, so `home`
-        // narrows to paths starting with it, never to `garden/home`.
         if let Some(category) = &self.category {
             expr.push_str(&format!(
                 " AND filter_keys : \"{}\"",
@@ -654,7 +653,8 @@ enum Position {
     /// ties by product id instead would mean reading every matching
     /// product row just to sort, five times the cost at 100k products.
     Ranked { mode: Mode, score: f64, pk: i64 },
-    /// A listing without text orders by category, then product id.
+    /// A listing without text orders by product id, or, under a category
+    /// filter, by category path and then id; `key` is the path then.
     Listed { key: String, id: String },
 }
 
@@ -1153,8 +1153,9 @@ fn search_page(conn: &Connection, plan: &Plan, after: Option<Position>) -> Resul
     })
 }
 
-/// The product with `column = value`, where `column` is a unique column
-/// of `products` or `variants` (`v.`), and the variant found, if any.
+/// The product found by one of the `BY_*` queries (a unique key to a
+/// product row key and, for variant lookups, the variant id), with its
+/// variants, read in one snapshot.
 fn lookup(
     conn: &Connection,
     sql: &'static str,
