@@ -182,7 +182,7 @@ pub(super) fn cart_contents(
         .map(|line| DisplayItem {
             label: line.title.clone(),
             // The guardrail computed every line total while re-pricing, so
-            // this cannot overflow; zero is never reached.
+            // this cannot fail; the fallback only keeps the function total.
             amount: line.line_total().unwrap_or_else(|_| Money::zero(session.currency)).into(),
             sku: Some(line.sku.as_str().to_owned()),
             quantity: Some(line.quantity),
