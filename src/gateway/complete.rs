@@ -864,6 +864,10 @@ pub(super) async fn catalog_view(
 /// What this agent spent within the velocity window, from its orders
 /// (canceled and refunded ones excluded). Only read when a velocity limit
 /// is set. Anonymous callers share one budget: the orders without an owner.
+///
+/// It is a read, not a reservation: two completions of one agent racing
+/// each other can both pass. The limit bounds an agent's rate of spending,
+/// not a balance; the buyer's own bound is the intent's `max_amount`.
 pub(super) async fn spent_in_window(
     gw: &Gateway,
     caller: &Caller,
