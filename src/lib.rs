@@ -1,4 +1,11 @@
 pub mod adapters;
+pub mod ap2;
+pub mod bootstrap;
 pub mod cli;
 pub mod domain;
+pub mod gateway;
+pub mod http;
+pub mod policy;
 pub mod ports;
+pub mod settings;
+pub mod ucp;

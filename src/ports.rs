@@ -84,10 +84,13 @@ pub struct OrderFilter {
 
 /// Durable state. Implementations: `adapters::sqlite::SqliteStore` (the
 /// embedded default) and the DynamoDB store. All of them must pass the
-/// contract suite in `adapters::store_contract`.
+/// contract suite in `tests/store_contract`.
 ///
-/// Every read honours expiry itself: a record past its `expires_at` reads as
-/// absent even if the backend has not yet deleted it.
+/// Every read honours expiry itself: an idempotency record or mandate id
+/// past its expiry reads as absent (and can be taken over) even if the
+/// backend has not yet deleted it. Carts and checkout sessions are returned
+/// even when expired: their `is_expired` decides, so a caller can answer
+/// `session_expired` rather than `not_found`.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Cheap liveness check for `/health`.
@@ -109,9 +112,17 @@ pub trait Store: Send + Sync + 'static {
     async fn get_order(&self, id: &OrderId) -> Result<Option<Versioned<Order>>>;
     async fn list_orders(&self, filter: &OrderFilter) -> Result<Vec<Order>>;
     async fn order_events(&self, id: &OrderId) -> Result<Vec<OrderEvent>>;
+    /// The mandates committed with an order (compact JWS, in commit order),
+    /// for audit. Empty when the order has none or does not exist.
+    async fn order_mandates(&self, id: &OrderId) -> Result<Vec<String>>;
     /// Compare-and-set on the order plus the events that explain the change,
     /// atomically.
-    async fn update_order(&self, order: &Order, expected: u64, events: &[OrderEvent]) -> Result<u64>;
+    async fn update_order(
+        &self,
+        order: &Order,
+        expected: u64,
+        events: &[OrderEvent],
+    ) -> Result<u64>;
 
     // Idempotency records.
     /// Put-if-absent of an in-progress record for `key`.
@@ -202,10 +213,17 @@ pub trait Catalog: Send + Sync + 'static {
 /// Outcome of a charge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChargeOutcome {
-    Succeeded { reference: String },
+    Succeeded {
+        reference: String,
+    },
     /// The buyer must act (3-D Secure and the like) at `continue_url`.
-    RequiresAction { reference: String, continue_url: String },
-    Declined { reason: String },
+    RequiresAction {
+        reference: String,
+        continue_url: String,
+    },
+    Declined {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,6 +260,12 @@ pub trait Payments: Send + Sync + 'static {
     /// The processor name used in profiles and records (`sandbox`, `stripe`).
     fn name(&self) -> &str;
     async fn charge(&self, request: &ChargeRequest) -> Result<ChargeOutcome>;
+    /// The outcome of the charge made under `idempotency_key`, or `None`
+    /// when the processor never saw that key. This is a lookup and moves no
+    /// money: checkout recovery asks it, after a crash between the charge
+    /// and the commit, to decide between finishing the commit and rolling
+    /// back, so recovery itself never charges.
+    async fn find_charge(&self, idempotency_key: &str) -> Result<Option<ChargeOutcome>>;
     async fn refund(&self, request: &RefundRequest) -> Result<String>;
     async fn status(&self, reference: &str) -> Result<PaymentStatus>;
 }
@@ -259,4 +283,20 @@ impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
         OffsetDateTime::now_utc()
     }
+}
+
+/// Fetches a platform's discovery profile, named in its `UCP-Agent` header,
+/// for capability negotiation. Implementation:
+/// `adapters::profile_fetcher::HttpProfileFetcher`.
+///
+/// The URL comes from an unauthenticated request, so a fetch is SSRF
+/// surface: implementations refuse anything but HTTPS to public addresses,
+/// follow no redirects, bound time and size, and cache (UCP 2026-04-08
+/// overview, "Profile Requirements"). Errors: `invalid_profile_url` (not
+/// https, not public, unresolvable), `profile_unreachable` (connect
+/// failure, timeout, redirect, non-2xx) and `profile_malformed` (too large,
+/// not a JSON object).
+#[async_trait]
+pub trait ProfileFetcher: Send + Sync + 'static {
+    async fn fetch(&self, url: &url::Url) -> Result<serde_json::Value>;
 }

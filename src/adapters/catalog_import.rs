@@ -151,23 +151,13 @@ impl TryFrom<VariantRecord> for Variant {
         let id = VariantId::parse(r.id.trim())?;
         let sku = Sku::parse(r.sku.trim())?;
         let title = r.title.trim().to_owned();
-        let code = r
-            .currency
-            .as_deref()
-            .ok_or_else(|| Error::invalid("currency is missing"))?;
+        let code = r.currency.as_deref().ok_or_else(|| Error::invalid("currency is missing"))?;
         let currency = Currency::parse(code)?;
         if r.price < 0 {
-            return Err(Error::invalid(format!(
-                "price {} must not be negative",
-                r.price
-            )));
+            return Err(Error::invalid(format!("price {} must not be negative", r.price)));
         }
         let stock = u32::try_from(r.stock).map_err(|_| {
-            Error::invalid(format!(
-                "stock {} must be between 0 and {}",
-                r.stock,
-                u32::MAX
-            ))
+            Error::invalid(format!("stock {} must be between 0 and {}", r.stock, u32::MAX))
         })?;
         let variant = Variant {
             id,
@@ -199,10 +189,7 @@ impl TryFrom<ProductRecord> for Product {
             description: r.description.trim().to_owned(),
             category: normalise_category(&r.category),
             tags: normalise_tags(r.tags.iter().map(String::as_str)),
-            image_url: r
-                .image_url
-                .map(|u| u.trim().to_owned())
-                .filter(|u| !u.is_empty()),
+            image_url: r.image_url.map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()),
             variants,
         };
         check_product(&product)?;
@@ -246,10 +233,7 @@ fn check_variant(v: &Variant) -> Result<()> {
         )));
     }
     if v.price.is_negative() {
-        return Err(Error::invalid(format!(
-            "price {} must not be negative",
-            v.price.minor()
-        )));
+        return Err(Error::invalid(format!("price {} must not be negative", v.price.minor())));
     }
     Ok(())
 }
@@ -287,9 +271,7 @@ pub fn check_product(p: &Product) -> Result<()> {
         || p.category.chars().count() > MAX_CATEGORY_CHARS
         || has_control(&p.category)
         || p.category.bytes().any(|b| b.is_ascii_uppercase())
-        || p.category
-            .split('/')
-            .any(|s| s.trim().is_empty() || s.trim() != s)
+        || p.category.split('/').any(|s| s.trim().is_empty() || s.trim() != s)
     {
         return Err(Error::invalid(format!(
             "category {:?} must be a lower-case path like \"apparel/shoes\" of non-empty parts, at most {MAX_CATEGORY_CHARS} characters",
@@ -297,9 +279,7 @@ pub fn check_product(p: &Product) -> Result<()> {
         )));
     }
     if p.tags.len() > MAX_TAGS {
-        return Err(Error::invalid(format!(
-            "at most {MAX_TAGS} tags are allowed"
-        )));
+        return Err(Error::invalid(format!("at most {MAX_TAGS} tags are allowed")));
     }
     for tag in &p.tags {
         if tag.trim().is_empty()
@@ -318,15 +298,11 @@ pub fn check_product(p: &Product) -> Result<()> {
             || url.len() > MAX_URL_CHARS
             || url.chars().any(|c| c.is_whitespace() || c.is_control())
         {
-            return Err(Error::invalid(format!(
-                "image_url {url:?} must be an http(s) URL"
-            )));
+            return Err(Error::invalid(format!("image_url {url:?} must be an http(s) URL")));
         }
     }
     if p.variants.is_empty() || p.variants.len() > MAX_VARIANTS {
-        return Err(Error::invalid(format!(
-            "a product needs 1 to {MAX_VARIANTS} variants"
-        )));
+        return Err(Error::invalid(format!("a product needs 1 to {MAX_VARIANTS} variants")));
     }
     for (i, v) in p.variants.iter().enumerate() {
         check_variant(v)
@@ -471,9 +447,7 @@ struct CsvRow {
 
 fn parse_int(field: &str, raw: &str) -> Result<i64> {
     raw.trim().parse::<i64>().map_err(|_| {
-        Error::invalid(format!(
-            "{field} {raw:?} must be a whole number (minor units for prices)"
-        ))
+        Error::invalid(format!("{field} {raw:?} must be a whole number (minor units for prices)"))
     })
 }
 
@@ -481,9 +455,7 @@ fn parse_flag(raw: &str) -> Result<bool> {
     match raw.trim().to_ascii_lowercase().as_str() {
         "" | "true" | "yes" | "1" => Ok(true),
         "false" | "no" | "0" => Ok(false),
-        other => Err(Error::invalid(format!(
-            "requires_shipping {other:?} must be true or false"
-        ))),
+        other => Err(Error::invalid(format!("requires_shipping {other:?} must be true or false"))),
     }
 }
 
@@ -500,11 +472,7 @@ impl CsvRow {
             } else {
                 currency.to_owned()
             }),
-            stock: if self.stock.trim().is_empty() {
-                0
-            } else {
-                parse_int("stock", &self.stock)?
-            },
+            stock: if self.stock.trim().is_empty() { 0 } else { parse_int("stock", &self.stock)? },
             requires_shipping: parse_flag(&self.requires_shipping)?,
         })
     }
@@ -534,22 +502,17 @@ fn agree(field: &str, first: &str, later: &str, first_line: u64) -> Result<()> {
 
 /// Reads the CSV catalog format (see the module docs).
 pub fn from_csv(bytes: &[u8]) -> Result<Vec<Product>> {
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_reader(bytes);
-    let headers = reader
-        .headers()
-        .map_err(|e| Error::invalid(format!("catalog CSV header: {e}")))?
-        .clone();
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(bytes);
+    let headers =
+        reader.headers().map_err(|e| Error::invalid(format!("catalog CSV header: {e}")))?.clone();
     let mut order: Vec<CsvProduct> = Vec::new();
     let mut by_id: HashMap<String, usize> = HashMap::new();
     for record in reader.records() {
         let record = record.map_err(|e| Error::invalid(format!("catalog CSV: {e}")))?;
         let line = record.position().map_or(0, |p| p.line());
         let at = |e: Error| locate(e, &format!("line {line}"));
-        let row: CsvRow = record
-            .deserialize(Some(&headers))
-            .map_err(|e| at(Error::invalid(format!("{e}"))))?;
+        let row: CsvRow =
+            record.deserialize(Some(&headers)).map_err(|e| at(Error::invalid(format!("{e}"))))?;
         let variant = row.variant().map_err(at)?;
         // Check the variant here, where its line is known; the product's
         // conversion below would only know its position in the product.
@@ -664,9 +627,7 @@ struct Family {
 
 const SIZES: &[&str] = &["XS", "S", "M", "L", "XL"];
 const SHOE_SIZES: &[&str] = &["7", "8", "9", "10", "11", "12"];
-const COLOURS: &[&str] = &[
-    "Black", "White", "Navy", "Olive", "Sand", "Rust", "Slate", "Forest",
-];
+const COLOURS: &[&str] = &["Black", "White", "Navy", "Olive", "Sand", "Rust", "Slate", "Forest"];
 const BED_SIZES: &[&str] = &["Twin", "Full", "Queen", "King"];
 const FORMATS: &[&str] = &["Paperback", "Hardcover", "E-book"];
 const AMOUNTS: &[&str] = &["$25", "$50", "$100"];
@@ -684,14 +645,7 @@ const FAMILIES: &[Family] = &[
     },
     Family {
         category: "apparel/shoes",
-        nouns: &[
-            "Sneaker",
-            "Runner",
-            "Loafer",
-            "Chelsea Boot",
-            "Sandal",
-            "Trail Shoe",
-        ],
+        nouns: &["Sneaker", "Runner", "Loafer", "Chelsea Boot", "Sandal", "Trail Shoe"],
         materials: &["Leather", "Suede", "Canvas", "Knit", "Recycled Mesh"],
         price: (4_000, 24_000),
         options: SHOE_SIZES,
@@ -719,35 +673,16 @@ const FAMILIES: &[Family] = &[
             "Cutting Board",
             "French Press",
         ],
-        materials: &[
-            "Cast Iron",
-            "Stainless Steel",
-            "Ceramic",
-            "Walnut",
-            "Bamboo",
-            "Enamel",
-        ],
+        materials: &["Cast Iron", "Stainless Steel", "Ceramic", "Walnut", "Bamboo", "Enamel"],
         price: (1_200, 26_000),
         options: COLOURS,
-        tags: &[
-            "cookware",
-            "dishwasher-safe",
-            "gift",
-            "induction",
-            "handmade",
-        ],
+        tags: &["cookware", "dishwasher-safe", "gift", "induction", "handmade"],
         feature: "It heats evenly and cleans up in a minute",
         shipping: true,
     },
     Family {
         category: "home/bedding",
-        nouns: &[
-            "Duvet Cover",
-            "Sheet Set",
-            "Pillow",
-            "Throw Blanket",
-            "Quilt",
-        ],
+        nouns: &["Duvet Cover", "Sheet Set", "Pillow", "Throw Blanket", "Quilt"],
         materials: &["Percale", "Sateen", "Linen", "Flannel", "Bamboo Lyocell"],
         price: (3_000, 32_000),
         options: BED_SIZES,
@@ -757,49 +692,18 @@ const FAMILIES: &[Family] = &[
     },
     Family {
         category: "electronics/audio",
-        nouns: &[
-            "Headphones",
-            "Earbuds",
-            "Bluetooth Speaker",
-            "Soundbar",
-            "Turntable",
-        ],
-        materials: &[
-            "Wireless",
-            "Noise-Cancelling",
-            "Studio",
-            "Portable",
-            "Hi-Fi",
-        ],
+        nouns: &["Headphones", "Earbuds", "Bluetooth Speaker", "Soundbar", "Turntable"],
+        materials: &["Wireless", "Noise-Cancelling", "Studio", "Portable", "Hi-Fi"],
         price: (2_500, 59_900),
         options: COLOURS,
-        tags: &[
-            "wireless",
-            "bluetooth",
-            "noise-cancelling",
-            "portable",
-            "gift",
-        ],
+        tags: &["wireless", "bluetooth", "noise-cancelling", "portable", "gift"],
         feature: "Balanced sound and a battery that lasts the whole trip",
         shipping: true,
     },
     Family {
         category: "electronics/accessories",
-        nouns: &[
-            "Charger",
-            "USB-C Cable",
-            "Power Bank",
-            "Laptop Stand",
-            "Phone Case",
-            "Keyboard",
-        ],
-        materials: &[
-            "Aluminium",
-            "Braided",
-            "Compact",
-            "Magnetic",
-            "Fast-Charging",
-        ],
+        nouns: &["Charger", "USB-C Cable", "Power Bank", "Laptop Stand", "Phone Case", "Keyboard"],
+        materials: &["Aluminium", "Braided", "Compact", "Magnetic", "Fast-Charging"],
         price: (900, 15_000),
         options: COLOURS,
         tags: &["usb-c", "travel", "fast-charging", "desk", "gift"],
@@ -808,52 +712,21 @@ const FAMILIES: &[Family] = &[
     },
     Family {
         category: "outdoors/camping",
-        nouns: &[
-            "Tent",
-            "Sleeping Bag",
-            "Camp Stove",
-            "Lantern",
-            "Hammock",
-            "Camp Chair",
-        ],
-        materials: &[
-            "Ultralight",
-            "Two-Person",
-            "Four-Season",
-            "Ripstop",
-            "Solar",
-        ],
+        nouns: &["Tent", "Sleeping Bag", "Camp Stove", "Lantern", "Hammock", "Camp Chair"],
+        materials: &["Ultralight", "Two-Person", "Four-Season", "Ripstop", "Solar"],
         price: (2_000, 49_000),
         options: COLOURS,
-        tags: &[
-            "camping",
-            "ultralight",
-            "backpacking",
-            "waterproof",
-            "family",
-        ],
+        tags: &["camping", "ultralight", "backpacking", "waterproof", "family"],
         feature: "It packs down small and sets up in minutes",
         shipping: true,
     },
     Family {
         category: "outdoors/hiking",
-        nouns: &[
-            "Daypack",
-            "Trekking Poles",
-            "Water Filter",
-            "Headlamp",
-            "Gaiters",
-        ],
+        nouns: &["Daypack", "Trekking Poles", "Water Filter", "Headlamp", "Gaiters"],
         materials: &["Carbon", "Lightweight", "Rechargeable", "Trail", "Alpine"],
         price: (1_500, 18_000),
         options: COLOURS,
-        tags: &[
-            "hiking",
-            "lightweight",
-            "trail",
-            "backpacking",
-            "rechargeable",
-        ],
+        tags: &["hiking", "lightweight", "trail", "backpacking", "rechargeable"],
         feature: "Trail-tested and light enough to forget it is there",
         shipping: true,
     },
@@ -869,36 +742,17 @@ const FAMILIES: &[Family] = &[
     },
     Family {
         category: "beauty/skincare",
-        nouns: &[
-            "Moisturizer",
-            "Serum",
-            "Cleanser",
-            "Sunscreen",
-            "Face Oil",
-            "Lip Balm",
-        ],
+        nouns: &["Moisturizer", "Serum", "Cleanser", "Sunscreen", "Face Oil", "Lip Balm"],
         materials: &["Hydrating", "Vitamin C", "Gentle", "Mineral", "Rosehip"],
         price: (600, 8_500),
         options: &["30 ml", "50 ml", "100 ml"],
-        tags: &[
-            "vegan",
-            "fragrance-free",
-            "spf",
-            "sensitive-skin",
-            "cruelty-free",
-        ],
+        tags: &["vegan", "fragrance-free", "spf", "sensitive-skin", "cruelty-free"],
         feature: "Dermatologist tested and gentle enough for every day",
         shipping: true,
     },
     Family {
         category: "toys/games",
-        nouns: &[
-            "Puzzle",
-            "Board Game",
-            "Building Set",
-            "Card Game",
-            "Plush Toy",
-        ],
+        nouns: &["Puzzle", "Board Game", "Building Set", "Card Game", "Plush Toy"],
         materials: &["1000-Piece", "Family", "Cooperative", "Wooden", "Strategy"],
         price: (800, 12_000),
         options: &["Standard", "Deluxe"],
@@ -1083,11 +937,7 @@ mod tests {
         "variants":[{"id":"v1","sku":"MUG-1","title":"Blue","price":1200,"stock":3}]}]}"#;
 
     fn demo_bytes() -> Vec<u8> {
-        std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/profiles/catalog.json"
-        ))
-        .unwrap()
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/catalog.json")).unwrap()
     }
 
     #[test]
@@ -1109,10 +959,7 @@ mod tests {
             products.iter().map(|p| &p.category).collect();
         assert!(categories.len() >= 10);
         assert!(categories.iter().any(|c| c.contains('/')));
-        let sold_out = products
-            .iter()
-            .filter(|p| p.variants.iter().all(|v| v.stock == 0))
-            .count();
+        let sold_out = products.iter().filter(|p| p.variants.iter().all(|v| v.stock == 0)).count();
         assert!(sold_out >= 3, "{sold_out} sold out");
         let low = products
             .iter()
@@ -1120,51 +967,24 @@ mod tests {
             .filter(|v| (1..=5).contains(&v.stock))
             .count();
         assert!(low >= 3, "{low} low-stock variants");
-        assert!(products
-            .iter()
-            .flat_map(|p| &p.variants)
-            .any(|v| !v.requires_shipping));
-        let prices: Vec<i64> = products
-            .iter()
-            .flat_map(|p| &p.variants)
-            .map(|v| v.price.minor())
-            .collect();
+        assert!(products.iter().flat_map(|p| &p.variants).any(|v| !v.requires_shipping));
+        let prices: Vec<i64> =
+            products.iter().flat_map(|p| &p.variants).map(|v| v.price.minor()).collect();
         assert!(prices.iter().any(|&p| p < 1_000));
         assert!(prices.iter().any(|&p| p > 30_000));
-        assert!(products.iter().all(|p| p
-            .variants
+        assert!(products
             .iter()
-            .all(|v| v.price.currency() == Currency::usd())));
+            .all(|p| p.variants.iter().all(|v| v.price.currency() == Currency::usd())));
     }
 
     /// Each case edits the minimal catalog and names what the error must say.
     #[test]
     fn json_validation_errors_name_the_record() {
         let cases: &[(&str, &str, &str, ErrorCode)] = &[
-            (
-                "negative price",
-                r#""price":1200"#,
-                r#""price":-1"#,
-                ErrorCode::InvalidInput,
-            ),
-            (
-                "empty title",
-                r#""title":"Mug""#,
-                r#""title":"  ""#,
-                ErrorCode::InvalidInput,
-            ),
-            (
-                "bad sku",
-                r#""sku":"MUG-1""#,
-                r#""sku":"MUG 1""#,
-                ErrorCode::InvalidInput,
-            ),
-            (
-                "bad id",
-                r#""id":"p1""#,
-                r#""id":"p 1""#,
-                ErrorCode::InvalidInput,
-            ),
+            ("negative price", r#""price":1200"#, r#""price":-1"#, ErrorCode::InvalidInput),
+            ("empty title", r#""title":"Mug""#, r#""title":"  ""#, ErrorCode::InvalidInput),
+            ("bad sku", r#""sku":"MUG-1""#, r#""sku":"MUG 1""#, ErrorCode::InvalidInput),
+            ("bad id", r#""id":"p1""#, r#""id":"p 1""#, ErrorCode::InvalidInput),
             (
                 "bad handle",
                 r#""handle":"mug""#,
@@ -1177,12 +997,7 @@ mod tests {
                 r#""stock":3,"currency":"ZZZ""#,
                 ErrorCode::InvalidCurrency,
             ),
-            (
-                "negative stock",
-                r#""stock":3"#,
-                r#""stock":-3"#,
-                ErrorCode::InvalidInput,
-            ),
+            ("negative stock", r#""stock":3"#, r#""stock":-3"#, ErrorCode::InvalidInput),
             (
                 "empty category part",
                 r#""home/kitchen""#,
@@ -1195,12 +1010,7 @@ mod tests {
                 "[]",
                 ErrorCode::InvalidInput,
             ),
-            (
-                "unknown field",
-                r#""stock":3"#,
-                r#""stock":3,"pirce":5"#,
-                ErrorCode::InvalidInput,
-            ),
+            ("unknown field", r#""stock":3"#, r#""stock":3,"pirce":5"#, ErrorCode::InvalidInput),
             (
                 "image scheme",
                 r#""category""#,
@@ -1223,36 +1033,11 @@ mod tests {
     fn json_duplicates_are_refused_with_both_places() {
         let second = r#"{"id":"p2","handle":"cup","title":"Cup","category":"home","variants":[{"id":"v2","sku":"CUP-1","title":"Red","price":900}]}"#;
         let cases = [
-            (
-                "product id",
-                r#""id":"p2""#,
-                r#""id":"p1""#,
-                "duplicate product id",
-            ),
-            (
-                "handle",
-                r#""handle":"cup""#,
-                r#""handle":"mug""#,
-                "duplicate handle",
-            ),
-            (
-                "variant id",
-                r#""id":"v2""#,
-                r#""id":"v1""#,
-                "duplicate variant id",
-            ),
-            (
-                "sku",
-                r#""sku":"CUP-1""#,
-                r#""sku":"MUG-1""#,
-                "duplicate sku",
-            ),
-            (
-                "currency",
-                r#""price":900"#,
-                r#""price":900,"currency":"EUR""#,
-                "one currency",
-            ),
+            ("product id", r#""id":"p2""#, r#""id":"p1""#, "duplicate product id"),
+            ("handle", r#""handle":"cup""#, r#""handle":"mug""#, "duplicate handle"),
+            ("variant id", r#""id":"v2""#, r#""id":"v1""#, "duplicate variant id"),
+            ("sku", r#""sku":"CUP-1""#, r#""sku":"MUG-1""#, "duplicate sku"),
+            ("currency", r#""price":900"#, r#""price":900,"currency":"EUR""#, "one currency"),
         ];
         for (name, from, to, want) in cases {
             let edited = second.replacen(from, to, 1);
@@ -1262,10 +1047,7 @@ mod tests {
             assert!(err.message().contains(want), "{name}: {err}");
             assert!(err.message().contains("product #2"), "{name}: {err}");
             if name != "currency" {
-                assert!(
-                    err.message().contains("also at product #1"),
-                    "{name}: {err}"
-                );
+                assert!(err.message().contains("also at product #1"), "{name}: {err}");
             }
         }
     }
@@ -1293,12 +1075,7 @@ mod tests {
     fn csv_errors_name_the_line() {
         let good = "p1,mug,Mug,A mug,home,,v1,MUG-S,Small,1200,USD,3,true\n";
         let cases = [
-            (
-                "decimal price",
-                "p2,cup,Cup,,home,,v2,CUP,One,12.50,USD,1,true\n",
-                "line 3",
-                "price",
-            ),
+            ("decimal price", "p2,cup,Cup,,home,,v2,CUP,One,12.50,USD,1,true\n", "line 3", "price"),
             (
                 "negative price",
                 "p2,cup,Cup,,home,,v2,CUP,One,-5,USD,1,true\n",
@@ -1317,12 +1094,7 @@ mod tests {
                 "line 3",
                 "duplicate handle",
             ),
-            (
-                "contradiction",
-                "p1,mug,Cup,,home,,v2,CUP,One,5,USD,1,true\n",
-                "line 3",
-                "differs",
-            ),
+            ("contradiction", "p1,mug,Cup,,home,,v2,CUP,One,5,USD,1,true\n", "line 3", "differs"),
             (
                 "bad flag",
                 "p2,cup,Cup,,home,,v2,CUP,One,5,USD,1,maybe\n",
@@ -1330,12 +1102,7 @@ mod tests {
                 "requires_shipping",
             ),
             ("missing column", "p2,cup,Cup\n", "", "CSV"),
-            (
-                "empty title",
-                "p2,cup,,,home,,v2,CUP,One,5,USD,1,true\n",
-                "line 3",
-                "title",
-            ),
+            ("empty title", "p2,cup,,,home,,v2,CUP,One,5,USD,1,true\n", "line 3", "title"),
         ];
         for (name, row, want_line, want) in cases {
             let csv = format!("{CSV_HEADER}{good}{row}");
@@ -1348,11 +1115,9 @@ mod tests {
 
     #[test]
     fn sample_csv_parses() {
-        let bytes = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/profiles/catalog-sample.csv"
-        ))
-        .unwrap();
+        let bytes =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/catalog-sample.csv"))
+                .unwrap();
         let products = from_csv(&bytes).unwrap();
         assert!(products.len() >= 3);
         assert!(products.iter().any(|p| p.variants.len() > 1));
@@ -1377,14 +1142,9 @@ mod tests {
         assert_eq!(a, synthetic_catalog(500, 7));
         assert_ne!(a, synthetic_catalog(500, 8));
         validate(&a).unwrap();
-        let sold_out = a
-            .iter()
-            .filter(|p| p.variants.iter().all(|v| v.stock == 0))
-            .count();
+        let sold_out = a.iter().filter(|p| p.variants.iter().all(|v| v.stock == 0)).count();
         assert!((5..=60).contains(&sold_out), "{sold_out} sold out of 500");
-        assert!(a
-            .iter()
-            .any(|p| p.variants.iter().any(|v| !v.requires_shipping)));
+        assert!(a.iter().any(|p| p.variants.iter().any(|v| !v.requires_shipping)));
         let families: std::collections::HashSet<_> =
             a.iter().map(|p| p.category.as_str()).collect();
         assert_eq!(families.len(), FAMILIES.len());
@@ -1392,13 +1152,11 @@ mod tests {
 
     #[test]
     fn categories_and_tags_are_normalised() {
-        let input = MINIMAL
-            .replacen(r#""home/kitchen""#, r#"" /Home / Kitchen/ ""#, 1)
-            .replacen(
-                r#""category""#,
-                r#""tags":[" Gift ","gift","","Mug"],"category""#,
-                1,
-            );
+        let input = MINIMAL.replacen(r#""home/kitchen""#, r#"" /Home / Kitchen/ ""#, 1).replacen(
+            r#""category""#,
+            r#""tags":[" Gift ","gift","","Mug"],"category""#,
+            1,
+        );
         let products = from_json(input.as_bytes()).unwrap();
         assert_eq!(products[0].category, "home/kitchen");
         assert_eq!(products[0].tags, vec!["Gift", "Mug"]);
@@ -1412,10 +1170,7 @@ mod tests {
         assert!(err.message().contains("product #3"), "{err}");
         let mut products = synthetic_catalog(3, 1);
         products[1].handle = products[0].handle.clone();
-        assert!(validate(&products)
-            .unwrap_err()
-            .message()
-            .contains("duplicate handle"));
+        assert!(validate(&products).unwrap_err().message().contains("duplicate handle"));
         let mut products = synthetic_catalog(3, 1);
         products[0].category = "Home/Kitchen".into();
         let err = validate(&products).unwrap_err();

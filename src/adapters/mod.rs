@@ -3,4 +3,8 @@
 //! the transports.
 
 pub mod catalog_import;
+pub mod keyfile;
+pub mod payments;
+pub mod profile_fetcher;
+pub mod records;
 pub mod sqlite;

@@ -9,12 +9,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::adapters::catalog_import::{self, CatalogFormat};
-use crate::adapters::sqlite::catalog::{ImportReport, SqliteCatalog, MIGRATIONS};
-use crate::adapters::sqlite::db::{Migration, STOCK_MIGRATION};
+use crate::adapters::sqlite::catalog::{ImportReport, SqliteCatalog};
 use crate::adapters::sqlite::Db;
-
-/// The database file inside the data directory.
-pub const DB_FILE: &str = "agentgate.db";
+use crate::bootstrap::DB_FILE;
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum CatalogCommand {
@@ -50,11 +47,7 @@ impl From<FormatArg> for CatalogFormat {
 
 pub async fn run(cmd: CatalogCommand) -> anyhow::Result<()> {
     match cmd {
-        CatalogCommand::Import {
-            file,
-            format,
-            data_dir,
-        } => {
+        CatalogCommand::Import { file, format, data_dir } => {
             let report = import_file(&file, format.map(Into::into), &data_dir).await?;
             println!(
                 "imported {} products ({} variants, {} categories, {} sold out) from {}; the catalog now holds {} products",
@@ -77,17 +70,18 @@ pub async fn import_file(
     data_dir: &Path,
 ) -> anyhow::Result<ImportReport> {
     let format = format.or_else(|| CatalogFormat::from_path(file)).with_context(|| {
-        format!("cannot tell the format of {} from its extension; pass --format json or --format csv", file.display())
+        format!(
+            "cannot tell the format of {} from its extension; pass --format json or --format csv",
+            file.display()
+        )
     })?;
-    let bytes = tokio::fs::read(file)
-        .await
-        .with_context(|| format!("cannot read {}", file.display()))?;
+    let bytes =
+        tokio::fs::read(file).await.with_context(|| format!("cannot read {}", file.display()))?;
     let products = catalog_import::parse(&bytes, format)
         .with_context(|| format!("{} is not a valid catalog", file.display()))?;
-    // The lead swaps this for the combined migration list of all adapters.
-    let migrations: Vec<Migration> = std::iter::once(STOCK_MIGRATION)
-        .chain(MIGRATIONS.iter().copied())
-        .collect();
+    // The full migration list, so a catalog imported before the first
+    // `serve` lands in a database the server opens unchanged.
+    let migrations = crate::adapters::sqlite::migrations();
     let path = data_dir.join(DB_FILE);
     let db = tokio::task::spawn_blocking(move || Db::open(&path, &migrations))
         .await
@@ -119,11 +113,7 @@ mod tests {
             "/tmp/d",
         ])
         .unwrap();
-        let CatalogCommand::Import {
-            file,
-            format,
-            data_dir,
-        } = cli.cmd;
+        let CatalogCommand::Import { file, format, data_dir } = cli.cmd;
         assert_eq!(file, PathBuf::from("c.csv"));
         assert_eq!(format, Some(FormatArg::Csv));
         assert_eq!(data_dir, PathBuf::from("/tmp/d"));
@@ -134,13 +124,9 @@ mod tests {
     async fn imports_both_profiles_files_into_one_database() {
         let dir = tempfile::tempdir().unwrap();
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
-        let json = import_file(&root.join("catalog.json"), None, dir.path())
-            .await
-            .unwrap();
+        let json = import_file(&root.join("catalog.json"), None, dir.path()).await.unwrap();
         assert_eq!((json.products, json.catalog_products), (77, 77));
-        let csv = import_file(&root.join("catalog-sample.csv"), None, dir.path())
-            .await
-            .unwrap();
+        let csv = import_file(&root.join("catalog-sample.csv"), None, dir.path()).await.unwrap();
         assert_eq!(csv.catalog_products, 77 + csv.products as u64);
         assert!(dir.path().join(DB_FILE).exists());
         // Run through the command as the binary would, for the report path.
@@ -159,9 +145,7 @@ mod tests {
         std::fs::write(&txt, "{}").unwrap();
         let err = import_file(&txt, None, dir.path()).await.unwrap_err();
         assert!(err.to_string().contains("--format"), "{err}");
-        let err = import_file(&txt, Some(CatalogFormat::Json), dir.path())
-            .await
-            .unwrap_err();
+        let err = import_file(&txt, Some(CatalogFormat::Json), dir.path()).await.unwrap_err();
         assert!(format!("{err:#}").contains("products"), "{err:#}");
         let missing = dir.path().join("missing.json");
         assert!(import_file(&missing, None, dir.path()).await.is_err());

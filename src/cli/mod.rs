@@ -1,4 +1,76 @@
-//! Command-line subcommands, one module each. `main.rs` parses the
-//! arguments with clap and hands the chosen command to its module's `run`.
+//! The command line: `serve` and the operator and agent-side tools. Parsing
+//! only; each command hands off to the library.
 
 pub mod catalog;
+pub mod keys;
+pub mod mandate;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::settings::{LogFormat, Overrides};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "agentgate",
+    version,
+    about = "A safe gateway for AI buying agents (UCP, AP2, MCP)"
+)]
+pub struct Cli {
+    /// A TOML settings file (env: AGENTGATE_CONFIG).
+    #[arg(long, global = true, env = "AGENTGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP gateway.
+    Serve(ServeArgs),
+    /// Manage the embedded catalog.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
+    /// Make and inspect ES256 key files.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Sign and verify AP2 mandates (agent side and offline checks).
+    #[command(subcommand)]
+    Mandate(mandate::MandateCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Directory for the store and generated keys [default: ./data].
+    #[arg(long, env = "AGENTGATE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log format [default: human].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl ServeArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen.clone(),
+            data_dir: self.data_dir.clone(),
+            log_format: self.log_format,
+        }
+    }
+}
+
+/// Sets up logging to stderr (stdout stays free for protocol traffic in
+/// stdio mode). `RUST_LOG` refines the default `info` level.
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}

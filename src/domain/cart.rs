@@ -145,7 +145,11 @@ impl Cart {
         if line.unit_price.currency() != self.currency {
             return Err(Error::new(
                 ErrorCode::CurrencyMismatch,
-                format!("the cart is in {}, the item is priced in {}", self.currency, line.unit_price.currency()),
+                format!(
+                    "the cart is in {}, the item is priced in {}",
+                    self.currency,
+                    line.unit_price.currency()
+                ),
             ));
         }
         if let Some(existing) = self.lines.iter_mut().find(|l| l.variant_id == line.variant_id) {
@@ -166,7 +170,12 @@ impl Cart {
     }
 
     /// Sets the quantity of a line; zero removes it.
-    pub fn set_quantity(&mut self, variant: &VariantId, quantity: u32, now: OffsetDateTime) -> Result<()> {
+    pub fn set_quantity(
+        &mut self,
+        variant: &VariantId,
+        quantity: u32,
+        now: OffsetDateTime,
+    ) -> Result<()> {
         self.ensure_active(now)?;
         if quantity == 0 {
             return self.remove(variant, now);
@@ -236,7 +245,13 @@ mod tests {
     }
 
     fn cart() -> Cart {
-        Cart::new(CartId::from_uuid(uuid::Uuid::nil()), Currency::usd(), None, now(), time::Duration::hours(1))
+        Cart::new(
+            CartId::from_uuid(uuid::Uuid::nil()),
+            Currency::usd(),
+            None,
+            now(),
+            time::Duration::hours(1),
+        )
     }
 
     #[test]
@@ -255,7 +270,10 @@ mod tests {
     #[test]
     fn limits_and_state_are_enforced() {
         let mut c = cart();
-        assert_eq!(c.add(line("v1", 0, 1), now()).unwrap_err().code(), ErrorCode::QuantityLimitExceeded);
+        assert_eq!(
+            c.add(line("v1", 0, 1), now()).unwrap_err().code(),
+            ErrorCode::QuantityLimitExceeded
+        );
         assert_eq!(
             c.add(line("v1", MAX_LINE_QUANTITY + 1, 1), now()).unwrap_err().code(),
             ErrorCode::QuantityLimitExceeded
@@ -270,7 +288,10 @@ mod tests {
         let later = now() + time::Duration::hours(2);
         assert_eq!(c.add(line("v1", 1, 1), later).unwrap_err().code(), ErrorCode::SessionExpired);
         c.cancel(now()).unwrap();
-        assert_eq!(c.add(line("v1", 1, 1), now()).unwrap_err().code(), ErrorCode::IllegalTransition);
+        assert_eq!(
+            c.add(line("v1", 1, 1), now()).unwrap_err().code(),
+            ErrorCode::IllegalTransition
+        );
     }
 
     #[test]

@@ -70,9 +70,10 @@ impl CheckoutStatus {
             (_, Canceled) => true,
             (Incomplete, Incomplete | RequiresEscalation | ReadyForComplete) => true,
             (RequiresEscalation, Incomplete | RequiresEscalation | ReadyForComplete) => true,
-            (ReadyForComplete, Incomplete | RequiresEscalation | ReadyForComplete | CompleteInProgress) => {
-                true
-            }
+            (
+                ReadyForComplete,
+                Incomplete | RequiresEscalation | ReadyForComplete | CompleteInProgress,
+            ) => true,
             // A completion that fails at the payment step goes back to where
             // the buyer can act: ready again (a retryable failure) or
             // escalation (the processor needs the buyer).
@@ -461,13 +462,32 @@ mod tests {
             unit_price: Money::new(1000, usd),
             requires_shipping: true,
         };
-        let t = Totals::compute(usd, &[line.clone()], Money::new(-500, usd), Money::new(300, usd), Money::zero(usd))
-            .unwrap();
+        let t = Totals::compute(
+            usd,
+            &[line.clone()],
+            Money::new(-500, usd),
+            Money::new(300, usd),
+            Money::zero(usd),
+        )
+        .unwrap();
         assert_eq!((t.subtotal.minor(), t.discount.minor(), t.total.minor()), (2000, -500, 1800));
-        let capped =
-            Totals::compute(usd, &[line.clone()], Money::new(-9000, usd), Money::zero(usd), Money::zero(usd)).unwrap();
+        let capped = Totals::compute(
+            usd,
+            &[line.clone()],
+            Money::new(-9000, usd),
+            Money::zero(usd),
+            Money::zero(usd),
+        )
+        .unwrap();
         assert_eq!((capped.discount.minor(), capped.total.minor()), (-2000, 0));
-        assert!(Totals::compute(usd, &[line], Money::new(1, usd), Money::zero(usd), Money::zero(usd)).is_err());
+        assert!(Totals::compute(
+            usd,
+            &[line],
+            Money::new(1, usd),
+            Money::zero(usd),
+            Money::zero(usd)
+        )
+        .is_err());
     }
 
     #[test]
@@ -487,7 +507,11 @@ mod tests {
         s.buyer.email = Some("a@b.example".into());
         let codes: Vec<_> = s.missing_for_completion().into_iter().filter_map(|m| m.path).collect();
         assert_eq!(codes, vec!["$.payment.instruments"]);
-        s.payment = Some(PaymentSelection { handler_id: "sandbox".into(), instrument_type: "card".into(), token: None });
+        s.payment = Some(PaymentSelection {
+            handler_id: "sandbox".into(),
+            instrument_type: "card".into(),
+            token: None,
+        });
         assert!(s.missing_for_completion().is_empty());
     }
 }

@@ -287,7 +287,13 @@ mod tests {
         ];
         for from in OrderStatus::ALL {
             for to in OrderStatus::ALL {
-                let expect = legal.contains(&(from, to)) || matches!((from, to), (Paid, Canceled) | (PartiallyFulfilled, PartiallyFulfilled | Refunded) | (Fulfilled, Refunded));
+                let expect = legal.contains(&(from, to))
+                    || matches!(
+                        (from, to),
+                        (Paid, Canceled)
+                            | (PartiallyFulfilled, PartiallyFulfilled | Refunded)
+                            | (Fulfilled, Refunded)
+                    );
                 assert_eq!(from.can_transition_to(to), expect, "{from:?} -> {to:?}");
             }
         }

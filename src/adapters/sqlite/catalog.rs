@@ -69,7 +69,10 @@ const STATEMENT_CACHE: usize = 128;
 /// `filter_keys` weighs nothing: it narrows, it must not rank.
 const BM25: &str = "bm25(products_fts, 10.0, 1.0, 4.0, 2.0, 0.0)";
 
-/// The catalog schema.
+/// The catalog schema, in two steps: `100_catalog` as first shipped and
+/// `101_catalog_filter_keys`, which reshapes it for faster filtered search.
+/// A database that has applied the first gets the second on its next open;
+/// a new one applies both in turn, so there is one path to the schema.
 ///
 /// `products_fts` is an *external-content* FTS5 table over `products`, kept
 /// in step by triggers. The text is stored once (in `products`), the index
@@ -89,21 +92,20 @@ const BM25: &str = "bm25(products_fts, 10.0, 1.0, 4.0, 2.0, 0.0)";
 /// can let the index intersect its lists instead of ranking every match
 /// and checking its row. `category_key` is the path plus `/`, so a
 /// category and everything below it are one contiguous index range.
-pub const MIGRATIONS: &[Migration] = &[(
-    "100_catalog",
+pub const MIGRATIONS: &[Migration] = &[
+    (
+        "100_catalog",
     "CREATE TABLE products (
         pk INTEGER PRIMARY KEY,
         id TEXT NOT NULL UNIQUE,
         handle TEXT NOT NULL UNIQUE,
         title TEXT NOT NULL,
         description TEXT NOT NULL,
-        category TEXT NOT NULL,
+        category TEXT NOT NULL COLLATE NOCASE,
         tags TEXT NOT NULL,
-        image_url TEXT,
-        filter_keys TEXT NOT NULL,
-        category_key TEXT NOT NULL GENERATED ALWAYS AS (category || '/') VIRTUAL
+        image_url TEXT
     ) STRICT;
-    CREATE INDEX products_listing ON products (category_key, id);
+    CREATE INDEX products_category ON products (category);
 
     CREATE TABLE variants (
         id TEXT PRIMARY KEY,
@@ -115,9 +117,7 @@ pub const MIGRATIONS: &[Migration] = &[(
         currency TEXT NOT NULL,
         requires_shipping INTEGER NOT NULL CHECK (requires_shipping IN (0, 1))
     ) STRICT;
-    -- Covers the price and stock filters, which probe it once per product.
-    CREATE INDEX variants_product ON variants (product_pk, price, sku);
-    CREATE INDEX variants_price ON variants (price, product_pk);
+    CREATE INDEX variants_product ON variants (product_pk, position);
 
     CREATE TABLE product_tags (
         tag TEXT NOT NULL COLLATE NOCASE,
@@ -127,26 +127,90 @@ pub const MIGRATIONS: &[Migration] = &[(
     CREATE INDEX product_tags_product ON product_tags (product_pk);
 
     CREATE VIRTUAL TABLE products_fts USING fts5 (
-        title, description, tags, category, filter_keys,
+        title, description, tags, category,
         content = 'products', content_rowid = 'pk',
         tokenize = 'porter unicode61 remove_diacritics 2',
         prefix = '2 3'
     );
     CREATE TRIGGER products_fts_insert AFTER INSERT ON products BEGIN
-        INSERT INTO products_fts (rowid, title, description, tags, category, filter_keys)
-        VALUES (new.pk, new.title, new.description, new.tags, new.category, new.filter_keys);
+        INSERT INTO products_fts (rowid, title, description, tags, category)
+        VALUES (new.pk, new.title, new.description, new.tags, new.category);
     END;
     CREATE TRIGGER products_fts_delete AFTER DELETE ON products BEGIN
-        INSERT INTO products_fts (products_fts, rowid, title, description, tags, category, filter_keys)
-        VALUES ('delete', old.pk, old.title, old.description, old.tags, old.category, old.filter_keys);
+        INSERT INTO products_fts (products_fts, rowid, title, description, tags, category)
+        VALUES ('delete', old.pk, old.title, old.description, old.tags, old.category);
     END;
     CREATE TRIGGER products_fts_update AFTER UPDATE ON products BEGIN
-        INSERT INTO products_fts (products_fts, rowid, title, description, tags, category, filter_keys)
-        VALUES ('delete', old.pk, old.title, old.description, old.tags, old.category, old.filter_keys);
-        INSERT INTO products_fts (rowid, title, description, tags, category, filter_keys)
-        VALUES (new.pk, new.title, new.description, new.tags, new.category, new.filter_keys);
+        INSERT INTO products_fts (products_fts, rowid, title, description, tags, category)
+        VALUES ('delete', old.pk, old.title, old.description, old.tags, old.category);
+        INSERT INTO products_fts (rowid, title, description, tags, category)
+        VALUES (new.pk, new.title, new.description, new.tags, new.category);
     END;",
-)];
+    ),
+    (
+        "101_catalog_filter_keys",
+        "DROP TRIGGER products_fts_insert;
+        DROP TRIGGER products_fts_delete;
+        DROP TRIGGER products_fts_update;
+        DROP TABLE products_fts;
+        DROP INDEX products_category;
+        DROP INDEX variants_product;
+
+        -- Imports lower-case category paths from now on; rows imported
+        -- before get the same (lower() folds ASCII only, like the import).
+        UPDATE products SET category = lower(category);
+        ALTER TABLE products ADD COLUMN filter_keys TEXT NOT NULL DEFAULT '';
+        ALTER TABLE products ADD COLUMN category_key TEXT COLLATE BINARY
+            GENERATED ALWAYS AS (category || '/') VIRTUAL;
+        CREATE INDEX products_listing ON products (category_key, id);
+        -- Covers the price and stock filters, which probe it per product.
+        CREATE INDEX variants_product ON variants (product_pk, price, sku);
+        CREATE INDEX variants_price ON variants (price, product_pk);
+
+        -- The keys of rows already there, exactly as filter_keys() builds
+        -- them: 'zc' and the hex of each category prefix, then 'zt' and the
+        -- hex of each lower-cased tag, in that order.
+        CREATE TEMP TABLE catalog_keys AS
+            WITH RECURSIVE cut (pk, path, i) AS (
+                SELECT pk, category, 1 FROM products
+                UNION ALL
+                SELECT pk, path, i + 1 FROM cut WHERE i <= length(path)
+            )
+            SELECT pk, 'zc' || hex(substr(path, 1, i - 1)) AS key, i AS ord FROM cut
+            WHERE i > length(path) OR substr(path, i, 1) = '/'
+            UNION ALL
+            SELECT p.pk, 'zt' || hex(lower(t.value)), 100000 + t.key
+            FROM products p, json_each(p.tags) t;
+        UPDATE products SET filter_keys = (
+            SELECT group_concat(key, ' ') FROM (
+                SELECT key FROM temp.catalog_keys k WHERE k.pk = products.pk ORDER BY ord
+            )
+        );
+        DROP TABLE temp.catalog_keys;
+
+        CREATE VIRTUAL TABLE products_fts USING fts5 (
+            title, description, tags, category, filter_keys,
+            content = 'products', content_rowid = 'pk',
+            tokenize = 'porter unicode61 remove_diacritics 2',
+            prefix = '2 3'
+        );
+        CREATE TRIGGER products_fts_insert AFTER INSERT ON products BEGIN
+            INSERT INTO products_fts (rowid, title, description, tags, category, filter_keys)
+            VALUES (new.pk, new.title, new.description, new.tags, new.category, new.filter_keys);
+        END;
+        CREATE TRIGGER products_fts_delete AFTER DELETE ON products BEGIN
+            INSERT INTO products_fts (products_fts, rowid, title, description, tags, category, filter_keys)
+            VALUES ('delete', old.pk, old.title, old.description, old.tags, old.category, old.filter_keys);
+        END;
+        CREATE TRIGGER products_fts_update AFTER UPDATE ON products BEGIN
+            INSERT INTO products_fts (products_fts, rowid, title, description, tags, category, filter_keys)
+            VALUES ('delete', old.pk, old.title, old.description, old.tags, old.category, old.filter_keys);
+            INSERT INTO products_fts (rowid, title, description, tags, category, filter_keys)
+            VALUES (new.pk, new.title, new.description, new.tags, new.category, new.filter_keys);
+        END;
+        INSERT INTO products_fts (products_fts) VALUES ('rebuild');",
+    ),
+];
 
 /// What an import did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,16 +254,10 @@ impl SqliteCatalog {
             products: products.len(),
             variants: products.iter().map(|p| p.variants.len()).sum(),
             categories: categories.len(),
-            sold_out: products
-                .iter()
-                .filter(|p| p.variants.iter().all(|v| v.stock == 0))
-                .count(),
+            sold_out: products.iter().filter(|p| p.variants.iter().all(|v| v.stock == 0)).count(),
             catalog_products: 0,
         };
-        report.catalog_products = self
-            .db
-            .write(move |conn| import_all(conn, &products))
-            .await?;
+        report.catalog_products = self.db.write(move |conn| import_all(conn, &products)).await?;
         Ok(report)
     }
 }
@@ -218,9 +276,7 @@ fn import_all(conn: &mut Connection, products: &[Product]) -> Result<u64> {
     // A bulk import touches pages all over the indexes; SQLite's default
     // 2 MiB page cache makes it spill and re-read them. The writer gets a
     // larger cache for the import and its usual one back afterwards.
-    let cache: i64 = conn
-        .query_row("PRAGMA cache_size", [], |r| r.get(0))
-        .map_err(Error::store)?;
+    let cache: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0)).map_err(Error::store)?;
     conn.execute_batch(&format!("PRAGMA cache_size = -{IMPORT_CACHE_KIB}"))
         .map_err(Error::store)?;
     let result = import_tx(conn, products);
@@ -306,23 +362,18 @@ fn import_tx(conn: &mut Connection, products: &[Product]) -> Result<u64> {
                 });
             }
         }
-        let mut pk_of = tx
-            .prepare("SELECT pk FROM products WHERE id = ?1")
-            .map_err(Error::store)?;
-        let mut clear_variants = tx
-            .prepare("DELETE FROM variants WHERE product_pk = ?1")
-            .map_err(Error::store)?;
-        let mut clear_tags = tx
-            .prepare("DELETE FROM product_tags WHERE product_pk = ?1")
-            .map_err(Error::store)?;
+        let mut pk_of =
+            tx.prepare("SELECT pk FROM products WHERE id = ?1").map_err(Error::store)?;
+        let mut clear_variants =
+            tx.prepare("DELETE FROM variants WHERE product_pk = ?1").map_err(Error::store)?;
+        let mut clear_tags =
+            tx.prepare("DELETE FROM product_tags WHERE product_pk = ?1").map_err(Error::store)?;
         // The old variants of every imported product go before any new one
         // is written, so that a variant or SKU moving between two products
         // of the same import does not collide with its old self.
         let mut pks = Vec::with_capacity(products.len());
         for p in products {
-            let pk: i64 = pk_of
-                .query_row([p.id.as_str()], |r| r.get(0))
-                .map_err(Error::store)?;
+            let pk: i64 = pk_of.query_row([p.id.as_str()], |r| r.get(0)).map_err(Error::store)?;
             clear_variants.execute([pk]).map_err(Error::store)?;
             clear_tags.execute([pk]).map_err(Error::store)?;
             pks.push(pk);
@@ -378,9 +429,7 @@ fn import_tx(conn: &mut Connection, products: &[Product]) -> Result<u64> {
                             )
                         })
                     })?;
-                set_stock
-                    .execute(params![v.sku.as_str(), v.stock])
-                    .map_err(Error::store)?;
+                set_stock.execute(params![v.sku.as_str(), v.stock]).map_err(Error::store)?;
             }
             for tag in &p.tags {
                 insert_tag.execute(params![tag, pk]).map_err(Error::store)?;
@@ -389,14 +438,10 @@ fn import_tx(conn: &mut Connection, products: &[Product]) -> Result<u64> {
     }
     // Merging the index's segments into one b-tree makes every later query
     // read fewer pages; it is cheap next to the import itself.
-    tx.execute(
-        "INSERT INTO products_fts (products_fts) VALUES ('optimize')",
-        [],
-    )
-    .map_err(Error::store)?;
-    let count: i64 = tx
-        .query_row("SELECT COUNT(*) FROM products", [], |r| r.get(0))
+    tx.execute("INSERT INTO products_fts (products_fts) VALUES ('optimize')", [])
         .map_err(Error::store)?;
+    let count: i64 =
+        tx.query_row("SELECT COUNT(*) FROM products", [], |r| r.get(0)).map_err(Error::store)?;
     tx.commit().map_err(Error::store)?;
     Ok(u64::try_from(count).unwrap_or(0))
 }
@@ -456,18 +501,12 @@ impl Plan {
             .category
             .as_deref()
             .map(|c| {
-                let parts: Vec<&str> = c
-                    .trim()
-                    .trim_matches('/')
-                    .split('/')
-                    .map(str::trim)
-                    .collect();
+                let parts: Vec<&str> =
+                    c.trim().trim_matches('/').split('/').map(str::trim).collect();
                 parts.join("/").to_ascii_lowercase()
             })
             .filter(|c| !c.is_empty());
-        if category
-            .as_ref()
-            .is_some_and(|c| c.chars().count() > catalog_import::MAX_CATEGORY_CHARS)
+        if category.as_ref().is_some_and(|c| c.chars().count() > catalog_import::MAX_CATEGORY_CHARS)
         {
             return Err(Error::invalid("category filter is too long"));
         }
@@ -479,9 +518,7 @@ impl Plan {
             }
         }
         if tags.len() > MAX_FILTER_TAGS {
-            return Err(Error::invalid(format!(
-                "at most {MAX_FILTER_TAGS} tags can be required"
-            )));
+            return Err(Error::invalid(format!("at most {MAX_FILTER_TAGS} tags can be required")));
         }
         tags.sort_unstable();
         let price = match (q.price_min, q.price_max) {
@@ -489,9 +526,7 @@ impl Plan {
             (lo, hi) => {
                 let (lo, hi) = (lo.unwrap_or(i64::MIN), hi.unwrap_or(i64::MAX));
                 if lo > hi {
-                    return Err(Error::invalid(
-                        "price_min must not be greater than price_max",
-                    ));
+                    return Err(Error::invalid("price_min must not be greater than price_max"));
                 }
                 Some((lo, hi))
             }
@@ -500,14 +535,7 @@ impl Plan {
             0 => DEFAULT_PAGE_SIZE,
             n => n.min(MAX_PAGE_SIZE),
         } as usize;
-        Ok(Plan {
-            terms,
-            category,
-            tags,
-            price,
-            in_stock: q.in_stock_only,
-            limit,
-        })
+        Ok(Plan { terms, category, tags, price, in_stock: q.in_stock_only, limit })
     }
 
     fn has_filters(&self) -> bool {
@@ -517,14 +545,8 @@ impl Plan {
     /// A canonical text of everything that decides the result order; the
     /// page size is left out, so a caller may change it between pages.
     fn fingerprint(&self) -> String {
-        serde_json::json!([
-            self.terms,
-            self.category,
-            self.tags,
-            self.price,
-            self.in_stock
-        ])
-        .to_string()
+        serde_json::json!([self.terms, self.category, self.tags, self.price, self.in_stock])
+            .to_string()
     }
 
     /// The FTS5 query for the words, or `None` to list without text.
@@ -563,10 +585,7 @@ impl Plan {
             })
         );
         if let Some(category) = &self.category {
-            expr.push_str(&format!(
-                " AND filter_keys : \"{}\"",
-                filter_key('c', category)
-            ));
+            expr.push_str(&format!(" AND filter_keys : \"{}\"", filter_key('c', category)));
         }
         for tag in &self.tags {
             expr.push_str(&format!(" AND filter_keys : \"{}\"", filter_key('t', tag)));
@@ -582,9 +601,7 @@ impl Plan {
             // `/` in ASCII), which an index walks in order.
             let lo = sql.bind(format!("{category}/"));
             let hi = sql.bind(format!("{category}0"));
-            sql.push(&format!(
-                " AND p.category_key >= {lo} AND p.category_key < {hi}"
-            ));
+            sql.push(&format!(" AND p.category_key >= {lo} AND p.category_key < {hi}"));
         }
         // One probe of the (tag, product) key per tag: cheap per product,
         // and it lets a listing stop as soon as its page is full.
@@ -611,20 +628,21 @@ impl Plan {
 }
 
 /// The `filter_keys` token for a category path (`kind` `c`) or a tag
-/// (`t`), both already lower-cased: the decimal FNV-1a hash of kind and
-/// value. Digits only, so the tokenizer keeps it whole and the stemmer
-/// leaves it alone; a collision would only let the exact filter do more of
-/// the work.
+/// (`t`), both already lower-cased: `z`, the kind, and the value's bytes in
+/// hex. Letters and digits only, so the tokenizer keeps it whole; the
+/// stemmer may trim it, but the same way here and in a query, so a
+/// product's token always matches its filter's. Migration
+/// `101_catalog_filter_keys` builds the same tokens in SQL.
 fn filter_key(kind: char, value: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |b: u8| {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    };
-    eat(kind as u8);
-    eat(b':');
-    value.bytes().for_each(&mut eat);
-    hash.to_string()
+    use std::fmt::Write;
+    let mut key = String::with_capacity(2 + 2 * value.len());
+    key.push('z');
+    key.push(kind);
+    for b in value.bytes() {
+        // Writing to a String cannot fail.
+        let _ = write!(key, "{b:02X}");
+    }
+    key
 }
 
 /// The `filter_keys` text of a product: every category on its path (so a
@@ -637,11 +655,7 @@ fn filter_keys(p: &Product) -> String {
         keys.push(filter_key('c', &p.category[..end]));
         end += 1;
     }
-    keys.extend(
-        p.tags
-            .iter()
-            .map(|t| filter_key('t', &t.to_ascii_lowercase())),
-    );
+    keys.extend(p.tags.iter().map(|t| filter_key('t', &t.to_ascii_lowercase())));
     keys.join(" ")
 }
 
@@ -709,16 +723,9 @@ impl CursorWire {
         match self.m {
             Some(mode) => {
                 let score = f64::from_bits(self.s);
-                score.is_finite().then_some(Position::Ranked {
-                    mode,
-                    score,
-                    pk: self.pk,
-                })
+                score.is_finite().then_some(Position::Ranked { mode, score, pk: self.pk })
             }
-            None => Some(Position::Listed {
-                key: self.k.clone(),
-                id: self.id.clone(),
-            }),
+            None => Some(Position::Listed { key: self.k.clone(), id: self.id.clone() }),
         }
     }
 
@@ -752,9 +759,7 @@ fn decode_cursor(raw: &str, plan: &Plan) -> Result<Position> {
     if raw.len() > MAX_CURSOR_CHARS {
         return Err(malformed());
     }
-    let bytes = URL_SAFE_NO_PAD
-        .decode(raw.trim())
-        .map_err(|_| malformed())?;
+    let bytes = URL_SAFE_NO_PAD.decode(raw.trim()).map_err(|_| malformed())?;
     let wire: CursorWire = serde_json::from_slice(&bytes).map_err(|_| malformed())?;
     if wire.v != CURSOR_VERSION {
         return Err(malformed());
@@ -794,8 +799,7 @@ impl Sql {
         let rows = stmt
             .query_map(rusqlite::params_from_iter(self.values.iter()), f)
             .map_err(Error::store)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(Error::store)
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(Error::store)
     }
 }
 
@@ -848,30 +852,16 @@ fn listed_from(
         let after_id = sql.bind(after_id);
         if by_category {
             let after_key = sql.bind(after_key);
-            sql.push(&format!(
-                " AND (p.category_key, p.id) > ({after_key}, {after_id})"
-            ));
+            sql.push(&format!(" AND (p.category_key, p.id) > ({after_key}, {after_id})"));
         } else {
             sql.push(&format!(" AND p.id > {after_id}"));
         }
     }
     plan.push_filters(&mut sql);
     let limit = sql.bind((plan.limit + 1) as i64);
-    let order = if by_category {
-        "p.category_key, p.id"
-    } else {
-        "p.id"
-    };
+    let order = if by_category { "p.category_key, p.id" } else { "p.id" };
     sql.push(&format!(" ORDER BY {order} LIMIT {limit}"));
-    sql.query_map(conn, |r| {
-        Ok((
-            r.get(0)?,
-            Position::Listed {
-                key: r.get(1)?,
-                id: r.get(2)?,
-            },
-        ))
-    })
+    sql.query_map(conn, |r| Ok((r.get(0)?, Position::Listed { key: r.get(1)?, id: r.get(2)? })))
 }
 
 /// A filter a listing can start from.
@@ -920,10 +910,8 @@ fn driver(conn: &Connection, plan: &Plan) -> Result<Option<Driver>> {
         )?;
         candidates.push((Driver::Price(lo, hi), n));
     }
-    let selectivity: f64 = candidates
-        .iter()
-        .map(|(_, n)| (*n as f64 / total as f64).min(1.0))
-        .product();
+    let selectivity: f64 =
+        candidates.iter().map(|(_, n)| (*n as f64 / total as f64).min(1.0)).product();
     let walk = ((plan.limit + 1) as f64 / selectivity.max(f64::MIN_POSITIVE)).min(total as f64);
     let best = candidates.into_iter().min_by_key(|(_, n)| *n);
     Ok(match best {
@@ -951,9 +939,7 @@ fn ranked(
     };
     let want = plan.limit + 1;
     let mut sql = Sql::default();
-    sql.push(&format!(
-        "SELECT rowid, {BM25} AS score FROM products_fts WHERE products_fts MATCH "
-    ));
+    sql.push(&format!("SELECT rowid, {BM25} AS score FROM products_fts WHERE products_fts MATCH "));
     let m = sql.bind(expr);
     sql.push(&m);
     if let Some((score, pk)) = after {
@@ -967,20 +953,12 @@ fn ranked(
         sql.push(&format!(" LIMIT {limit}"));
         return sql.query_map(conn, |r| {
             let score = r.get(1)?;
-            Ok((
-                r.get(0)?,
-                Position::Ranked {
-                    mode,
-                    score,
-                    pk: r.get(0)?,
-                },
-            ))
+            Ok((r.get(0)?, Position::Ranked { mode, score, pk: r.get(0)? }))
         });
     }
     let mut stmt = conn.prepare_cached(&sql.text).map_err(Error::store)?;
-    let mut rows = stmt
-        .query(rusqlite::params_from_iter(sql.values.iter()))
-        .map_err(Error::store)?;
+    let mut rows =
+        stmt.query(rusqlite::params_from_iter(sql.values.iter())).map_err(Error::store)?;
     let mut found = Vec::with_capacity(want);
     let mut batch: Vec<(i64, f64)> = Vec::new();
     let mut batch_size = want * 2;
@@ -988,10 +966,7 @@ fn ranked(
         let row = rows.next().map_err(Error::store)?;
         let done = row.is_none();
         if let Some(r) = row {
-            batch.push((
-                r.get(0).map_err(Error::store)?,
-                r.get(1).map_err(Error::store)?,
-            ));
+            batch.push((r.get(0).map_err(Error::store)?, r.get(1).map_err(Error::store)?));
         }
         if batch.len() >= batch_size || (done && !batch.is_empty()) {
             let passing = passing_filters(conn, plan, &batch)?;
@@ -1147,10 +1122,7 @@ fn search_page(conn: &Connection, plan: &Plan, after: Option<Position>) -> Resul
     let pks: Vec<i64> = hits.iter().map(|(pk, _)| *pk).collect();
     let products = load_products(conn, &pks)?;
     tx.finish().map_err(Error::store)?;
-    Ok(SearchPage {
-        products,
-        next_cursor,
-    })
+    Ok(SearchPage { products, next_cursor })
 }
 
 /// The product found by one of the `BY_*` queries (a unique key to a
@@ -1164,10 +1136,7 @@ fn lookup(
     let tx = conn.unchecked_transaction().map_err(Error::store)?;
     let found: Option<(i64, Option<String>)> = conn
         .prepare_cached(sql)
-        .and_then(|mut s| {
-            s.query_row([value], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-        })
+        .and_then(|mut s| s.query_row([value], |r| Ok((r.get(0)?, r.get(1)?))).optional())
         .map_err(Error::store)?;
     let out = match found {
         Some((pk, variant)) => load_products(conn, &[pk])?.pop().map(|p| (p, variant)),
@@ -1184,10 +1153,9 @@ const BY_SKU: &str = "SELECT product_pk, id FROM variants WHERE sku = ?1";
 
 fn with_variant(found: Option<(Product, Option<String>)>) -> Result<Option<(Product, VariantId)>> {
     match found {
-        Some((product, Some(variant))) => Ok(Some((
-            product,
-            VariantId::parse(&variant).map_err(corrupt)?,
-        ))),
+        Some((product, Some(variant))) => {
+            Ok(Some((product, VariantId::parse(&variant).map_err(corrupt)?)))
+        }
         _ => Ok(None),
     }
 }
@@ -1196,41 +1164,23 @@ fn with_variant(found: Option<(Product, Option<String>)>) -> Result<Option<(Prod
 impl Catalog for SqliteCatalog {
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage> {
         let plan = Plan::from_query(query)?;
-        let after = query
-            .cursor
-            .as_deref()
-            .map(|c| decode_cursor(c, &plan))
-            .transpose()?;
-        self.db
-            .read(move |conn| search_page(conn, &plan, after))
-            .await
+        let after = query.cursor.as_deref().map(|c| decode_cursor(c, &plan)).transpose()?;
+        self.db.read(move |conn| search_page(conn, &plan, after)).await
     }
 
     async fn product(&self, id: &ProductId) -> Result<Option<Product>> {
         let id = id.as_str().to_owned();
-        Ok(self
-            .db
-            .read(move |conn| lookup(conn, BY_ID, &id))
-            .await?
-            .map(|(p, _)| p))
+        Ok(self.db.read(move |conn| lookup(conn, BY_ID, &id)).await?.map(|(p, _)| p))
     }
 
     async fn product_by_handle(&self, handle: &str) -> Result<Option<Product>> {
         let handle = handle.to_owned();
-        Ok(self
-            .db
-            .read(move |conn| lookup(conn, BY_HANDLE, &handle))
-            .await?
-            .map(|(p, _)| p))
+        Ok(self.db.read(move |conn| lookup(conn, BY_HANDLE, &handle)).await?.map(|(p, _)| p))
     }
 
     async fn variant(&self, id: &VariantId) -> Result<Option<(Product, VariantId)>> {
         let id = id.as_str().to_owned();
-        with_variant(
-            self.db
-                .read(move |conn| lookup(conn, BY_VARIANT, &id))
-                .await?,
-        )
+        with_variant(self.db.read(move |conn| lookup(conn, BY_VARIANT, &id)).await?)
     }
 
     async fn by_sku(&self, sku: &Sku) -> Result<Option<(Product, VariantId)>> {
@@ -1277,27 +1227,18 @@ mod tests {
     }
 
     fn migrations() -> Vec<Migration> {
-        std::iter::once(STOCK_MIGRATION)
-            .chain(MIGRATIONS.iter().copied())
-            .collect()
+        crate::adapters::sqlite::migrations()
     }
 
     fn open() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("catalog.db"), &migrations()).unwrap();
-        Fixture {
-            _dir: dir,
-            catalog: SqliteCatalog::new(Arc::clone(&db)),
-            db,
-        }
+        Fixture { _dir: dir, catalog: SqliteCatalog::new(Arc::clone(&db)), db }
     }
 
     fn demo_products() -> Vec<Product> {
-        let bytes = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/profiles/catalog.json"
-        ))
-        .unwrap();
+        let bytes =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/catalog.json")).unwrap();
         catalog_import::from_json(&bytes).unwrap()
     }
 
@@ -1308,17 +1249,12 @@ mod tests {
     }
 
     fn text(t: &str) -> SearchQuery {
-        SearchQuery {
-            text: t.to_owned(),
-            ..SearchQuery::default()
-        }
+        SearchQuery { text: t.to_owned(), ..SearchQuery::default() }
     }
 
     async fn exec(f: &Fixture, sql: &'static str, params: Vec<&'static str>) {
         f.db.write(move |c| {
-            c.execute(sql, rusqlite::params_from_iter(params))
-                .map(|_| ())
-                .map_err(Error::store)
+            c.execute(sql, rusqlite::params_from_iter(params)).map(|_| ()).map_err(Error::store)
         })
         .await
         .unwrap();
@@ -1345,11 +1281,7 @@ mod tests {
 
     /// The ids of demo products satisfying `pred`, as the oracle for filters.
     fn demo_where(pred: impl Fn(&Product) -> bool) -> HashSet<String> {
-        demo_products()
-            .iter()
-            .filter(|p| pred(p))
-            .map(|p| p.id.as_str().to_owned())
-            .collect()
+        demo_products().iter().filter(|p| pred(p)).map(|p| p.id.as_str().to_owned()).collect()
     }
 
     #[tokio::test]
@@ -1378,10 +1310,7 @@ mod tests {
             ("hammock", "p-parachute-nylon-hammock"),
             ("sourdough", "p-the-patient-loaf"),
             ("dutch oven", "p-enameled-dutch-oven"),
-            (
-                "noise cancelling headphones",
-                "p-noise-cancelling-headphones",
-            ),
+            ("noise cancelling headphones", "p-noise-cancelling-headphones"),
             // Stemming: the title says "Headphones".
             ("headphone", "p-noise-cancelling-headphones"),
             // Prefix matching on the last word.
@@ -1406,15 +1335,9 @@ mod tests {
         assert_eq!(both, vec!["p-felted-wool-slipper"]);
         // No product is both a tent and a unicorn, so the search falls back
         // to either word, and the cursor keeps paging in that mode.
-        let q = SearchQuery {
-            limit: 1,
-            ..text("unicorn tent")
-        };
+        let q = SearchQuery { limit: 1, ..text("unicorn tent") };
         let page = f.catalog.search(&q).await.unwrap();
-        assert_eq!(
-            page.products[0].id.as_str(),
-            "p-two-person-backpacking-tent"
-        );
+        assert_eq!(page.products[0].id.as_str(), "p-two-person-backpacking-tent");
         let all = walk(&f.catalog, q).await;
         assert_eq!(all, walk(&f.catalog, text("tent")).await);
     }
@@ -1423,38 +1346,22 @@ mod tests {
     async fn category_filter_covers_the_subtree() {
         let f = demo().await;
         let cases = [
-            (
-                "apparel",
-                demo_where(|p| p.category.starts_with("apparel/")),
-            ),
-            (
-                "apparel/shoes",
-                demo_where(|p| p.category == "apparel/shoes"),
-            ),
-            (
-                " /Apparel/Shoes/ ",
-                demo_where(|p| p.category == "apparel/shoes"),
-            ),
+            ("apparel", demo_where(|p| p.category.starts_with("apparel/"))),
+            ("apparel/shoes", demo_where(|p| p.category == "apparel/shoes")),
+            (" /Apparel/Shoes/ ", demo_where(|p| p.category == "apparel/shoes")),
             ("gift-cards", demo_where(|p| p.category == "gift-cards")),
             ("app", HashSet::new()),
             ("apparel/shoes/boots", HashSet::new()),
         ];
         for (category, want) in cases {
-            let q = SearchQuery {
-                category: Some(category.into()),
-                limit: 7,
-                ..Default::default()
-            };
+            let q = SearchQuery { category: Some(category.into()), limit: 7, ..Default::default() };
             let got = walk(&f.catalog, q).await;
             assert_eq!(set(&got), want, "{category:?}");
             assert_eq!(got.len(), want.len(), "{category:?}: duplicates");
         }
         assert_eq!(demo_where(|p| p.category.starts_with("apparel/")).len(), 18);
         // Text and category together.
-        let q = SearchQuery {
-            category: Some("books".into()),
-            ..text("hiking")
-        };
+        let q = SearchQuery { category: Some("books".into()), ..text("hiking") };
         let got = walk(&f.catalog, q).await;
         assert_eq!(got, vec!["p-pacific-crest-field-guide"]);
     }
@@ -1488,11 +1395,7 @@ mod tests {
     async fn price_bounds_are_inclusive_and_checked() {
         let f = demo().await;
         let within = |lo: i64, hi: i64| {
-            demo_where(move |p| {
-                p.variants
-                    .iter()
-                    .any(|v| (lo..=hi).contains(&v.price.minor()))
-            })
+            demo_where(move |p| p.variants.iter().any(|v| (lo..=hi).contains(&v.price.minor())))
         };
         let cases = [
             (Some(5_800), Some(5_800), within(5_800, 5_800)),
@@ -1502,75 +1405,38 @@ mod tests {
             (Some(-5), Some(0), HashSet::new()),
         ];
         for (lo, hi, want) in cases {
-            let q = SearchQuery {
-                price_min: lo,
-                price_max: hi,
-                limit: 50,
-                ..Default::default()
-            };
+            let q = SearchQuery { price_min: lo, price_max: hi, limit: 50, ..Default::default() };
             let got = walk(&f.catalog, q).await;
             assert_eq!(set(&got), want, "{lo:?}..{hi:?}");
         }
         assert!(within(5_800, 5_800).contains("p-linen-camp-shirt"));
-        let q = SearchQuery {
-            price_min: Some(1_000),
-            price_max: Some(999),
-            ..Default::default()
-        };
-        assert_eq!(
-            f.catalog.search(&q).await.unwrap_err().code(),
-            ErrorCode::InvalidInput
-        );
+        let q = SearchQuery { price_min: Some(1_000), price_max: Some(999), ..Default::default() };
+        assert_eq!(f.catalog.search(&q).await.unwrap_err().code(), ErrorCode::InvalidInput);
     }
 
     #[tokio::test]
     async fn in_stock_reads_the_shared_stock_table() {
         let f = demo().await;
-        let in_stock = SearchQuery {
-            in_stock_only: true,
-            ..Default::default()
-        };
+        let in_stock = SearchQuery { in_stock_only: true, ..Default::default() };
         let got = set(&walk(&f.catalog, in_stock.clone()).await);
         assert_eq!(got, demo_where(|p| p.variants.iter().any(|v| v.stock > 0)));
         assert_eq!(got.len(), 73);
         // A checkout sells the last chef's knife: the store decrements stock.
-        exec(
-            &f,
-            "UPDATE stock SET quantity = 0 WHERE sku = ?1",
-            vec!["CHEFS-KNIFE-STANDARD"],
-        )
-        .await;
+        exec(&f, "UPDATE stock SET quantity = 0 WHERE sku = ?1", vec!["CHEFS-KNIFE-STANDARD"])
+            .await;
         let got = set(&walk(&f.catalog, in_stock.clone()).await);
         assert!(!got.contains("p-chefs-knife"));
         assert_eq!(got.len(), 72);
-        let knife = f
-            .catalog
-            .product(&ProductId::parse("p-chefs-knife").unwrap())
-            .await
-            .unwrap()
-            .unwrap();
+        let knife =
+            f.catalog.product(&ProductId::parse("p-chefs-knife").unwrap()).await.unwrap().unwrap();
         assert_eq!(knife.variants[0].stock, 0);
         // The same variant must be in range and in stock: only the copper
         // kettle costs 95.00, and it is now sold out.
-        exec(
-            &f,
-            "UPDATE stock SET quantity = 0 WHERE sku = ?1",
-            vec!["GOOSENECK-KETTLE-COPPER"],
-        )
-        .await;
-        let q = SearchQuery {
-            price_min: Some(9_500),
-            price_max: Some(9_500),
-            ..text("kettle")
-        };
-        assert_eq!(
-            walk(&f.catalog, q.clone()).await,
-            vec!["p-gooseneck-kettle"]
-        );
-        let q = SearchQuery {
-            in_stock_only: true,
-            ..q
-        };
+        exec(&f, "UPDATE stock SET quantity = 0 WHERE sku = ?1", vec!["GOOSENECK-KETTLE-COPPER"])
+            .await;
+        let q = SearchQuery { price_min: Some(9_500), price_max: Some(9_500), ..text("kettle") };
+        assert_eq!(walk(&f.catalog, q.clone()).await, vec!["p-gooseneck-kettle"]);
+        let q = SearchQuery { in_stock_only: true, ..q };
         assert!(walk(&f.catalog, q).await.is_empty());
     }
 
@@ -1582,10 +1448,7 @@ mod tests {
             text("cotton"),
             // Falls back to any word: many results with tied and close scores.
             text("shirt kettle tent lantern coffee"),
-            SearchQuery {
-                category: Some("apparel".into()),
-                ..Default::default()
-            },
+            SearchQuery { category: Some("apparel".into()), ..Default::default() },
             SearchQuery {
                 category: Some("home".into()),
                 in_stock_only: true,
@@ -1593,14 +1456,7 @@ mod tests {
             },
         ];
         for q in queries {
-            let whole = walk(
-                &f.catalog,
-                SearchQuery {
-                    limit: 50,
-                    ..q.clone()
-                },
-            )
-            .await;
+            let whole = walk(&f.catalog, SearchQuery { limit: 50, ..q.clone() }).await;
             assert!(!whole.is_empty(), "{q:?}");
             for limit in [1, 3, 7] {
                 let paged = walk(&f.catalog, SearchQuery { limit, ..q.clone() }).await;
@@ -1609,15 +1465,7 @@ mod tests {
             assert_eq!(set(&whole).len(), whole.len(), "{q:?}: duplicates");
         }
         assert_eq!(
-            walk(
-                &f.catalog,
-                SearchQuery {
-                    limit: 9,
-                    ..Default::default()
-                }
-            )
-            .await
-            .len(),
+            walk(&f.catalog, SearchQuery { limit: 9, ..Default::default() }).await.len(),
             77
         );
     }
@@ -1625,22 +1473,11 @@ mod tests {
     #[tokio::test]
     async fn listings_order_by_id_or_by_category_path() {
         let f = demo().await;
-        let all = walk(
-            &f.catalog,
-            SearchQuery {
-                limit: 13,
-                ..Default::default()
-            },
-        )
-        .await;
+        let all = walk(&f.catalog, SearchQuery { limit: 13, ..Default::default() }).await;
         let mut sorted = all.clone();
         sorted.sort();
         assert_eq!(all, sorted);
-        let home = SearchQuery {
-            category: Some("home".into()),
-            limit: 4,
-            ..Default::default()
-        };
+        let home = SearchQuery { category: Some("home".into()), limit: 4, ..Default::default() };
         let got = walk(&f.catalog, home).await;
         let mut want: Vec<(String, String)> = demo_products()
             .into_iter()
@@ -1658,23 +1495,15 @@ mod tests {
         let f = demo().await;
         let has = |p: &Product, t: &str| p.tags.iter().any(|x| x.eq_ignore_ascii_case(t));
         let priced = |p: &Product, lo: i64, hi: i64| {
-            p.variants
-                .iter()
-                .any(|v| (lo..=hi).contains(&v.price.minor()))
+            p.variants.iter().any(|v| (lo..=hi).contains(&v.price.minor()))
         };
         let cases: Vec<(SearchQuery, HashSet<String>)> = vec![
             (
-                SearchQuery {
-                    tags: vec!["gift".into()],
-                    ..Default::default()
-                },
+                SearchQuery { tags: vec!["gift".into()], ..Default::default() },
                 demo_where(|p| has(p, "gift")),
             ),
             (
-                SearchQuery {
-                    tags: vec!["gift".into(), "wool".into()],
-                    ..Default::default()
-                },
+                SearchQuery { tags: vec!["gift".into(), "wool".into()], ..Default::default() },
                 demo_where(|p| has(p, "gift") && has(p, "wool")),
             ),
             (
@@ -1698,11 +1527,7 @@ mod tests {
             ),
         ];
         for (q, want) in cases {
-            let plan = Plan::from_query(&SearchQuery {
-                limit: 2,
-                ..q.clone()
-            })
-            .unwrap();
+            let plan = Plan::from_query(&SearchQuery { limit: 2, ..q.clone() }).unwrap();
             let mut drivers = vec![None, Some(Driver::Price(0, i64::MAX))];
             drivers.extend(plan.tags.iter().map(|t| Some(Driver::Tag(t.clone()))));
             if let Some((lo, hi)) = plan.price {
@@ -1720,9 +1545,7 @@ mod tests {
                             let more = hits.len() > plan.limit;
                             hits.truncate(plan.limit);
                             for (pk, pos) in hits {
-                                let Position::Listed { key, id } = pos else {
-                                    panic!("{pk}")
-                                };
+                                let Position::Listed { key, id } = pos else { panic!("{pk}") };
                                 ids.push(id.clone());
                                 after = Some((key, id));
                             }
@@ -1753,24 +1576,15 @@ mod tests {
         let has = |p: &Product, t: &str| p.tags.iter().any(|x| x.eq_ignore_ascii_case(t));
         let filters: Vec<(SearchQuery, HashSet<String>)> = vec![
             (
-                SearchQuery {
-                    category: Some("home".into()),
-                    ..Default::default()
-                },
+                SearchQuery { category: Some("home".into()), ..Default::default() },
                 demo_where(|p| p.category.starts_with("home/")),
             ),
             (
-                SearchQuery {
-                    category: Some("Outdoors/Camping".into()),
-                    ..Default::default()
-                },
+                SearchQuery { category: Some("Outdoors/Camping".into()), ..Default::default() },
                 demo_where(|p| p.category == "outdoors/camping"),
             ),
             (
-                SearchQuery {
-                    tags: vec!["Usb-C".into()],
-                    ..Default::default()
-                },
+                SearchQuery { tags: vec!["Usb-C".into()], ..Default::default() },
                 demo_where(|p| has(p, "usb-c")),
             ),
             (
@@ -1782,33 +1596,15 @@ mod tests {
                 demo_where(|p| p.category.starts_with("electronics/") && has(p, "wireless")),
             ),
             (
-                SearchQuery {
-                    in_stock_only: true,
-                    price_max: Some(5_000),
-                    ..Default::default()
-                },
-                demo_where(|p| {
-                    p.variants
-                        .iter()
-                        .any(|v| v.stock > 0 && v.price.minor() <= 5_000)
-                }),
+                SearchQuery { in_stock_only: true, price_max: Some(5_000), ..Default::default() },
+                demo_where(|p| p.variants.iter().any(|v| v.stock > 0 && v.price.minor() <= 5_000)),
             ),
         ];
-        for words in [
-            "wool",
-            "coffee",
-            "rechargeable",
-            "cotton socks",
-            "gift",
-            "bluetooth speaker",
-        ] {
+        for words in ["wool", "coffee", "rechargeable", "cotton socks", "gift", "bluetooth speaker"]
+        {
             let unfiltered = set(&walk(&f.catalog, text(words)).await);
             for (filter, allowed) in &filters {
-                let q = SearchQuery {
-                    text: words.to_owned(),
-                    limit: 3,
-                    ..filter.clone()
-                };
+                let q = SearchQuery { text: words.to_owned(), limit: 3, ..filter.clone() };
                 let got = walk(&f.catalog, q).await;
                 let want: HashSet<String> = unfiltered.intersection(allowed).cloned().collect();
                 // An empty intersection may fall back to any word; skip it.
@@ -1840,21 +1636,11 @@ mod tests {
     #[tokio::test]
     async fn page_size_defaults_and_caps() {
         let f = demo().await;
-        for (limit, want) in [
-            (0, DEFAULT_PAGE_SIZE),
-            (1, 1),
-            (50, 50),
-            (51, 50),
-            (u32::MAX, MAX_PAGE_SIZE),
-        ] {
-            let page = f
-                .catalog
-                .search(&SearchQuery {
-                    limit,
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
+        for (limit, want) in
+            [(0, DEFAULT_PAGE_SIZE), (1, 1), (50, 50), (51, 50), (u32::MAX, MAX_PAGE_SIZE)]
+        {
+            let page =
+                f.catalog.search(&SearchQuery { limit, ..Default::default() }).await.unwrap();
             assert_eq!(page.products.len(), want as usize, "limit {limit}");
             assert!(page.next_cursor.is_some());
         }
@@ -1863,17 +1649,10 @@ mod tests {
     #[tokio::test]
     async fn foreign_and_tampered_cursors_are_refused() {
         let f = demo().await;
-        let q = SearchQuery {
-            limit: 2,
-            ..text("cotton")
-        };
+        let q = SearchQuery { limit: 2, ..text("cotton") };
         let cursor = f.catalog.search(&q).await.unwrap().next_cursor.unwrap();
         // The same query with another page size may keep the cursor.
-        let ok = SearchQuery {
-            limit: 5,
-            cursor: Some(cursor.clone()),
-            ..q.clone()
-        };
+        let ok = SearchQuery { limit: 5, cursor: Some(cursor.clone()), ..q.clone() };
         assert!(f.catalog.search(&ok).await.is_ok());
         let mut flipped = cursor.clone().into_bytes();
         let mid = flipped.len() / 2;
@@ -1885,33 +1664,13 @@ mod tests {
             wire.id = "p-zzz".into();
             URL_SAFE_NO_PAD.encode(serde_json::to_vec(&wire).unwrap())
         };
-        let listing = SearchQuery {
-            limit: 2,
-            ..Default::default()
-        };
-        let listing_cursor = f
-            .catalog
-            .search(&listing)
-            .await
-            .unwrap()
-            .next_cursor
-            .unwrap();
+        let listing = SearchQuery { limit: 2, ..Default::default() };
+        let listing_cursor = f.catalog.search(&listing).await.unwrap().next_cursor.unwrap();
         let cases: Vec<(&str, SearchQuery, String)> = vec![
             ("other text", text("linen"), cursor.clone()),
             ("text cursor on a listing", listing.clone(), cursor.clone()),
-            (
-                "other filter",
-                SearchQuery {
-                    in_stock_only: true,
-                    ..q.clone()
-                },
-                cursor.clone(),
-            ),
-            (
-                "flipped byte",
-                q.clone(),
-                String::from_utf8(flipped).unwrap(),
-            ),
+            ("other filter", SearchQuery { in_stock_only: true, ..q.clone() }, cursor.clone()),
+            ("flipped byte", q.clone(), String::from_utf8(flipped).unwrap()),
             ("forged position", q.clone(), forged),
             ("not base64", q.clone(), "!!!".into()),
             ("not json", q.clone(), json("hello")),
@@ -1921,10 +1680,7 @@ mod tests {
             ("empty", q.clone(), String::new()),
         ];
         for (name, query, cursor) in cases {
-            let query = SearchQuery {
-                cursor: Some(cursor),
-                ..query
-            };
+            let query = SearchQuery { cursor: Some(cursor), ..query };
             let err = f.catalog.search(&query).await.unwrap_err();
             assert_eq!(err.code(), ErrorCode::InvalidInput, "{name}: {err}");
         }
@@ -1939,44 +1695,20 @@ mod tests {
         let cases: Vec<(&str, String, Option<&str>)> = vec![
             ("quoted or", r#""foo" OR bar*"#.into(), None),
             ("near", "NEAR(".into(), None),
-            (
-                "near group",
-                "NEAR(linen shirt, 2)".into(),
-                Some("p-linen-camp-shirt"),
-            ),
-            (
-                "unmatched quote",
-                "\"linen".into(),
-                Some("p-linen-camp-shirt"),
-            ),
+            ("near group", "NEAR(linen shirt, 2)".into(), Some("p-linen-camp-shirt")),
+            ("unmatched quote", "\"linen".into(), Some("p-linen-camp-shirt")),
             ("lone quote", "\"".into(), None),
             ("minus", "-".into(), None),
             ("caret", "^linen".into(), Some("p-linen-camp-shirt")),
-            (
-                "column filter",
-                "title:espresso".into(),
-                Some("p-dual-boiler-espresso-machine"),
-            ),
-            (
-                "column set",
-                "{title description}: kettle".into(),
-                Some("p-gooseneck-kettle"),
-            ),
+            ("column filter", "title:espresso".into(), Some("p-dual-boiler-espresso-machine")),
+            ("column set", "{title description}: kettle".into(), Some("p-gooseneck-kettle")),
             ("operators only", "AND OR NOT".into(), None),
             ("star", "*".into(), None),
             ("parens", "((((".into(), None),
             ("sql", "'; DROP TABLE products; --".into(), None),
             ("nul", "linen\0shirt".into(), Some("p-linen-camp-shirt")),
-            (
-                "emoji",
-                "🏕️ tent 🔥".into(),
-                Some("p-two-person-backpacking-tent"),
-            ),
-            (
-                "diacritics",
-                "CAFÉ crème hammock".into(),
-                Some("p-parachute-nylon-hammock"),
-            ),
+            ("emoji", "🏕️ tent 🔥".into(), Some("p-two-person-backpacking-tent")),
+            ("diacritics", "CAFÉ crème hammock".into(), Some("p-parachute-nylon-hammock")),
             ("many words", long_words.clone(), Some("p-linen-camp-shirt")),
             ("one huge word", "x".repeat(400), None),
         ];
@@ -1988,11 +1720,7 @@ mod tests {
                 assert!(ids.contains(&want), "{name}: {ids:?}");
             }
         }
-        let err = f
-            .catalog
-            .search(&text(&"a".repeat(MAX_TEXT_CHARS + 1)))
-            .await
-            .unwrap_err();
+        let err = f.catalog.search(&text(&"a".repeat(MAX_TEXT_CHARS + 1))).await.unwrap_err();
         assert_eq!(err.code(), ErrorCode::InvalidInput);
         // The table survived the SQL-looking input.
         assert_eq!(walk(&f.catalog, SearchQuery::default()).await.len(), 77);
@@ -2001,38 +1729,25 @@ mod tests {
     #[test]
     fn arbitrary_text_never_errors_except_as_invalid_input() {
         use proptest::prelude::*;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let f = rt.block_on(demo());
         let syntax = "[a-zA-Z0-9 \"*^():+\\-{}.,'\\\\]{0,40}";
-        let strategy = prop_oneof![
-            any::<String>(),
-            proptest::string::string_regex(syntax).unwrap()
-        ];
+        let strategy =
+            prop_oneof![any::<String>(), proptest::string::string_regex(syntax).unwrap()];
         let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
             cases: 128,
             failure_persistence: None,
             ..ProptestConfig::default()
         });
         runner
-            .run(
-                &(strategy, any::<bool>(), 0u32..60),
-                |(t, in_stock_only, limit)| {
-                    let q = SearchQuery {
-                        text: t,
-                        in_stock_only,
-                        limit,
-                        ..SearchQuery::default()
-                    };
-                    match rt.block_on(f.catalog.search(&q)) {
-                        Ok(page) => prop_assert!(page.products.len() <= MAX_PAGE_SIZE as usize),
-                        Err(e) => prop_assert_eq!(e.code(), ErrorCode::InvalidInput, "{}", e),
-                    }
-                    Ok(())
-                },
-            )
+            .run(&(strategy, any::<bool>(), 0u32..60), |(t, in_stock_only, limit)| {
+                let q = SearchQuery { text: t, in_stock_only, limit, ..SearchQuery::default() };
+                match rt.block_on(f.catalog.search(&q)) {
+                    Ok(page) => prop_assert!(page.products.len() <= MAX_PAGE_SIZE as usize),
+                    Err(e) => prop_assert_eq!(e.code(), ErrorCode::InvalidInput, "{}", e),
+                }
+                Ok(())
+            })
             .unwrap();
     }
 
@@ -2050,18 +1765,11 @@ mod tests {
             ),
             (
                 "category too long",
-                SearchQuery {
-                    category: Some("a".repeat(201)),
-                    ..Default::default()
-                },
+                SearchQuery { category: Some("a".repeat(201)), ..Default::default() },
             ),
             (
                 "inverted price",
-                SearchQuery {
-                    price_min: Some(2),
-                    price_max: Some(1),
-                    ..Default::default()
-                },
+                SearchQuery { price_min: Some(2), price_max: Some(1), ..Default::default() },
             ),
         ];
         for (name, q) in cases {
@@ -2076,44 +1784,22 @@ mod tests {
         let pid = |s: &str| ProductId::parse(s).unwrap();
         let vid = |s: &str| VariantId::parse(s).unwrap();
         let sku = |s: &str| Sku::parse(s).unwrap();
-        let by_id = f
-            .catalog
-            .product(&pid("p-oxford-button-down"))
-            .await
-            .unwrap()
-            .unwrap();
+        let by_id = f.catalog.product(&pid("p-oxford-button-down")).await.unwrap().unwrap();
         assert_eq!(by_id.title, "Oxford Button-Down Shirt");
         assert_eq!(by_id.variants.len(), 4);
-        assert_eq!(
-            by_id.variants[3].title, "Blue / L",
-            "variants keep the file's order"
-        );
+        assert_eq!(by_id.variants[3].title, "Blue / L", "variants keep the file's order");
         assert_eq!(by_id.variants[3].stock, 2);
         assert_eq!(by_id.tags, vec!["cotton", "office", "classic"]);
-        let by_handle = f
-            .catalog
-            .product_by_handle("oxford-button-down")
-            .await
-            .unwrap();
-        let (by_variant, v) = f
-            .catalog
-            .variant(&vid("v-oxford-button-down-blue-m"))
-            .await
-            .unwrap()
-            .unwrap();
+        let by_handle = f.catalog.product_by_handle("oxford-button-down").await.unwrap();
+        let (by_variant, v) =
+            f.catalog.variant(&vid("v-oxford-button-down-blue-m")).await.unwrap().unwrap();
         assert_eq!(v, vid("v-oxford-button-down-blue-m"));
-        let (by_sku, v) = f
-            .catalog
-            .by_sku(&sku("OXFORD-BUTTON-DOWN-WHITE-L"))
-            .await
-            .unwrap()
-            .unwrap();
+        let (by_sku, v) =
+            f.catalog.by_sku(&sku("OXFORD-BUTTON-DOWN-WHITE-L")).await.unwrap().unwrap();
         assert_eq!(v, vid("v-oxford-button-down-white-l"));
-        for (name, found) in [
-            ("handle", by_handle),
-            ("variant", Some(by_variant)),
-            ("sku", Some(by_sku)),
-        ] {
+        for (name, found) in
+            [("handle", by_handle), ("variant", Some(by_variant)), ("sku", Some(by_sku))]
+        {
             assert_eq!(found.as_ref(), Some(&by_id), "{name}");
         }
         assert!(f.catalog.product(&pid("p-nope")).await.unwrap().is_none());
@@ -2121,12 +1807,7 @@ mod tests {
         assert!(f.catalog.variant(&vid("v-nope")).await.unwrap().is_none());
         assert!(f.catalog.by_sku(&sku("NOPE")).await.unwrap().is_none());
         // The e-book of a printed book ships nothing.
-        let (book, v) = f
-            .catalog
-            .by_sku(&sku("SALT-AND-STATIC-E-BOOK"))
-            .await
-            .unwrap()
-            .unwrap();
+        let (book, v) = f.catalog.by_sku(&sku("SALT-AND-STATIC-E-BOOK")).await.unwrap().unwrap();
         assert!(!book.variant(&v).unwrap().requires_shipping);
     }
 
@@ -2154,42 +1835,76 @@ mod tests {
         let apparel = &tree[0];
         assert_eq!(apparel.product_count, 18);
         let shoes = apparel.children.iter().find(|c| c.name == "shoes").unwrap();
-        assert_eq!(
-            (shoes.path.as_str(), shoes.product_count),
-            ("apparel/shoes", 5)
-        );
+        assert_eq!((shoes.path.as_str(), shoes.product_count), ("apparel/shoes", 5));
         for node in &tree {
             let children: u64 = node.children.iter().map(|c| c.product_count).sum();
-            assert!(
-                node.children.is_empty() || children == node.product_count,
-                "{}",
-                node.name
-            );
+            assert!(node.children.is_empty() || children == node.product_count, "{}", node.name);
         }
     }
 
     async fn snapshot(f: &Fixture) -> (Vec<Product>, Vec<CategoryNode>, usize) {
         let mut products = Vec::new();
         for id in walk(&f.catalog, SearchQuery::default()).await {
-            products.push(
-                f.catalog
-                    .product(&ProductId::parse(&id).unwrap())
-                    .await
-                    .unwrap()
-                    .unwrap(),
-            );
+            products
+                .push(f.catalog.product(&ProductId::parse(&id).unwrap()).await.unwrap().unwrap());
         }
         let hits = walk(&f.catalog, text("cotton")).await.len();
         (products, f.catalog.categories().await.unwrap(), hits)
     }
 
     async fn fts_integrity(f: &Fixture) {
-        exec(
-            f,
-            "INSERT INTO products_fts (products_fts) VALUES ('integrity-check')",
-            vec![],
-        )
-        .await;
+        exec(f, "INSERT INTO products_fts (products_fts) VALUES ('integrity-check')", vec![]).await;
+    }
+
+    /// A database filled under the first schema (`100_catalog` only, mixed
+    /// case categories as the first import kept them) upgrades in place on
+    /// its next open, and filtered search finds its rows.
+    #[tokio::test]
+    async fn upgrades_a_database_from_the_first_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let old = Db::open(&path, &[STOCK_MIGRATION, MIGRATIONS[0]]).unwrap();
+        old.write(|c| {
+            c.execute_batch(
+                r#"INSERT INTO products (id, handle, title, description, category, tags, image_url)
+                   VALUES ('p-old', 'old-kettle', 'Copper Kettle', 'A kettle.', 'Home/Kitchen',
+                           '["Gift","copper"]', NULL);
+                   INSERT INTO variants
+                       (id, product_pk, position, sku, title, price, currency, requires_shipping)
+                   VALUES ('v-old', 1, 0, 'OLD-1', 'One', 4200, 'USD', 1);
+                   INSERT INTO product_tags (tag, product_pk) VALUES ('Gift', 1), ('copper', 1);
+                   INSERT INTO stock (sku, quantity) VALUES ('OLD-1', 3);"#,
+            )
+            .map_err(Error::store)
+        })
+        .await
+        .unwrap();
+        drop(old);
+        let db = Db::open(&path, &migrations()).unwrap();
+        let f = Fixture { catalog: SqliteCatalog::new(Arc::clone(&db)), db, _dir: dir };
+        let stored: (String, String) =
+            f.db.read(|c| {
+                c.query_row("SELECT category, filter_keys FROM products", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .map_err(Error::store)
+            })
+            .await
+            .unwrap();
+        let product =
+            f.catalog.product(&ProductId::parse("p-old").unwrap()).await.unwrap().unwrap();
+        assert_eq!(stored, ("home/kitchen".to_owned(), filter_keys(&product)));
+        assert_eq!(product.variants[0].stock, 3);
+        let q = SearchQuery {
+            category: Some("home".into()),
+            tags: vec!["GIFT".into()],
+            ..text("kettle")
+        };
+        assert_eq!(walk(&f.catalog, q).await, vec!["p-old"]);
+        fts_integrity(&f).await;
+        f.catalog.import(vec![product]).await.unwrap();
+        fts_integrity(&f).await;
+        assert_eq!(walk(&f.catalog, text("copper kettle")).await, vec!["p-old"]);
     }
 
     #[tokio::test]
@@ -2206,10 +1921,7 @@ mod tests {
     async fn reimport_updates_text_variants_tags_and_stock() {
         let f = demo().await;
         let mut products = demo_products();
-        let skillet = products
-            .iter_mut()
-            .find(|p| p.id.as_str() == "p-cast-iron-skillet")
-            .unwrap();
+        let skillet = products.iter_mut().find(|p| p.id.as_str() == "p-cast-iron-skillet").unwrap();
         skillet.title = "Carbon Steel Wok".into();
         skillet.tags = vec!["wok".into()];
         skillet.variants.truncate(1);
@@ -2222,10 +1934,7 @@ mod tests {
         let cast_iron = ids(text("cast iron")).await;
         assert!(cast_iron.contains(&"p-enameled-dutch-oven".to_owned()));
         assert!(!cast_iron.contains(&"p-cast-iron-skillet".to_owned()));
-        let tagged = SearchQuery {
-            tags: vec!["cast-iron".into()],
-            ..Default::default()
-        };
+        let tagged = SearchQuery { tags: vec!["cast-iron".into()], ..Default::default() };
         assert!(ids(tagged).await.is_empty());
         let p = f
             .catalog
@@ -2250,11 +1959,7 @@ mod tests {
         let mut stolen_variant = synthetic(1);
         stolen_variant[0].variants[0].id = VariantId::parse("v-linen-camp-shirt-m").unwrap();
         let cases = [
-            (
-                "handle",
-                stolen_handle,
-                "already used by product \"p-linen-camp-shirt\"",
-            ),
+            ("handle", stolen_handle, "already used by product \"p-linen-camp-shirt\""),
             ("sku", stolen_sku, "p-linen-camp-shirt"),
             ("variant id", stolen_variant, "p-linen-camp-shirt"),
         ];
@@ -2292,37 +1997,18 @@ mod tests {
     #[tokio::test]
     async fn csv_sample_imports_and_searches() {
         let f = demo().await;
-        let bytes = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/profiles/catalog-sample.csv"
-        ))
-        .unwrap();
-        let report = f
-            .catalog
-            .import(catalog_import::from_csv(&bytes).unwrap())
-            .await
-            .unwrap();
+        let bytes =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/catalog-sample.csv"))
+                .unwrap();
+        let report = f.catalog.import(catalog_import::from_csv(&bytes).unwrap()).await.unwrap();
         assert_eq!(report.catalog_products, 77 + report.products as u64);
         let page = f.catalog.search(&text("audiobook")).await.unwrap();
         let book = &page.products[0];
         assert_eq!(book.id.as_str(), "p-csv-audiobook");
         assert!(!book.variants[0].requires_shipping);
-        let hat = f
-            .catalog
-            .product_by_handle("waxed-rain-hat")
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            hat.variants.iter().map(|v| v.stock).collect::<Vec<_>>(),
-            vec![12, 4]
-        );
-        let stationery = SearchQuery {
-            category: Some("books".into()),
-            ..Default::default()
-        };
-        assert!(walk(&f.catalog, stationery)
-            .await
-            .contains(&"p-csv-field-notes".to_owned()));
+        let hat = f.catalog.product_by_handle("waxed-rain-hat").await.unwrap().unwrap();
+        assert_eq!(hat.variants.iter().map(|v| v.stock).collect::<Vec<_>>(), vec![12, 4]);
+        let stationery = SearchQuery { category: Some("books".into()), ..Default::default() };
+        assert!(walk(&f.catalog, stationery).await.contains(&"p-csv-field-notes".to_owned()));
     }
 }

@@ -89,9 +89,11 @@ impl Db {
         .map_err(Error::store)?;
         for (name, sql) in migrations {
             let done: bool = conn
-                .query_row("SELECT EXISTS(SELECT 1 FROM schema_migrations WHERE name = ?1)", [name], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    "SELECT EXISTS(SELECT 1 FROM schema_migrations WHERE name = ?1)",
+                    [name],
+                    |r| r.get(0),
+                )
                 .map_err(Error::store)?;
             if done {
                 continue;

@@ -1,0 +1,205 @@
+//! AP2 costs: one ES256 signature, one verification, the JCS+SHA-256 of a
+//! typical cart, and a full chain verification. The chain does three ECDSA
+//! verifications plus parsing and hashing; the last step prints how close it
+//! stays to three bare verifications (target: within 1.3×).
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use agentgate::ap2::jws::{self, Es256Signer as _};
+use agentgate::ap2::mandates::{jcs_hash, CartContents, IntentClaims, PaymentClaims};
+use agentgate::ap2::{
+    sign_cart_mandate, verify_chain, CartMandateRequest, ChainInput, KeyRing, MerchantIdentity,
+    PrivateKey, PublicKeySet, VerifyPolicy,
+};
+use agentgate::domain::{CheckoutId, Currency, Money};
+use criterion::{criterion_group, Criterion};
+use p256::ecdsa::signature::Verifier as _;
+use p256::ecdsa::{Signature, VerifyingKey};
+use rand_core::OsRng;
+use serde_json::json;
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+
+const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
+const CHECKOUT: &str = "chk_0190aa55bench";
+const MERCHANT: &str = "https://shop.example";
+
+fn key(seed: u8) -> PrivateKey {
+    let jwk = json!({"kty": "EC", "crv": "P-256", "d": jws::b64url(&[seed; 32])});
+    PrivateKey::from_text(&jwk.to_string()).expect("fixed scalar")
+}
+
+/// A cart of three product lines, shipping and tax.
+fn contents() -> CartContents {
+    let line = |label: &str, sku: &str, qty: u32, amount: i64| json!({"label": label, "sku": sku, "quantity": qty, "amount": {"amount": amount, "currency": "USD"}});
+    serde_json::from_value(json!({
+        "id": "cart_bench",
+        "user_cart_confirmation_required": true,
+        "merchant_name": "Demo Shop",
+        "cart_expiry": "",
+        "payment_request": {
+            "method_data": [{"supported_methods": "CARD", "data": {"network": ["visa", "mastercard"]}}],
+            "details": {
+                "id": "order_bench",
+                "display_items": [
+                    line("T-shirt, red, M", "TSHIRT-RED-M", 2, 3000),
+                    line("Mug, white", "MUG-WHITE", 1, 1200),
+                    line("Socks, 3 pack", "SOCKS-3", 3, 2700),
+                    {"label": "Shipping", "amount": {"amount": 500, "currency": "USD"}},
+                    {"label": "Tax", "amount": {"amount": 552, "currency": "USD"}}
+                ],
+                "total": {"label": "Total", "amount": {"amount": 7952, "currency": "USD"}}
+            }
+        }
+    }))
+    .expect("contents")
+}
+
+struct Chain {
+    intent: String,
+    cart: String,
+    payment: String,
+    user_keys: PublicKeySet,
+    merchant_keys: PublicKeySet,
+    checkout: CheckoutId,
+}
+
+fn chain() -> Chain {
+    let user = key(1);
+    let ring = KeyRing::new(key(3));
+    let intent = IntentClaims::new(
+        "https://agent.example",
+        Money::new(10_000, Currency::usd()),
+        "Clothes and a mug under 100 USD",
+        NOW - Duration::minutes(5),
+        Duration::hours(1),
+        &mut OsRng,
+    )
+    .sign(&user)
+    .expect("intent");
+    let checkout = CheckoutId::parse(CHECKOUT).expect("id");
+    let (cart, claims) = sign_cart_mandate(
+        ring.signer(),
+        CartMandateRequest {
+            merchant_base_url: MERCHANT,
+            checkout_id: &checkout,
+            contents: contents(),
+            intent_mandate: &intent,
+            ttl: Duration::minutes(15),
+        },
+        NOW - Duration::minutes(2),
+        &mut OsRng,
+    )
+    .expect("cart");
+    let payment = PaymentClaims::for_cart(
+        &cart,
+        &claims,
+        "tok_sandbox_visa",
+        "CARD",
+        NOW - Duration::minutes(1),
+        Duration::minutes(10),
+        &mut OsRng,
+    )
+    .expect("payment")
+    .sign(&user)
+    .expect("payment");
+    let mut user_keys = PublicKeySet::new();
+    user_keys.insert(user.public().clone(), None).expect("key");
+    Chain { intent, cart, payment, user_keys, merchant_keys: ring.public_keys().clone(), checkout }
+}
+
+impl Chain {
+    fn input(&self) -> ChainInput<'_> {
+        ChainInput {
+            intent_mandate: &self.intent,
+            cart_mandate: &self.cart,
+            payment_mandate: &self.payment,
+            merchant_keys: &self.merchant_keys,
+            user_keys: &self.user_keys,
+            checkout_id: &self.checkout,
+            merchant: MerchantIdentity { base_url: Some(MERCHANT), name: None },
+            now: NOW,
+            policy: VerifyPolicy::default(),
+        }
+    }
+
+    /// The three (key, signing input, signature) triples, for bare verifies.
+    fn raw(&self) -> Vec<(VerifyingKey, String, Signature)> {
+        let user = *key(1).public().verifying_key();
+        let merchant = *key(3).public().verifying_key();
+        [(user, &self.intent), (merchant, &self.cart), (user, &self.payment)]
+            .into_iter()
+            .map(|(k, token)| {
+                let (input, sig) = token.rsplit_once('.').expect("compact");
+                let sig = Signature::from_slice(&jws::b64url_decode(sig).expect("b64"))
+                    .expect("signature");
+                (k, input.to_owned(), sig)
+            })
+            .collect()
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let chain = chain();
+    assert!(verify_chain(&chain.input()).is_ok(), "the bench chain must verify");
+    let raw = chain.raw();
+    let signer = key(1);
+    let (_, payment_input, _) = &raw[2];
+    let contents = contents();
+
+    c.bench_function("es256_sign (payment signing input)", |b| {
+        b.iter(|| signer.sign_es256(black_box(payment_input.as_bytes())))
+    });
+    c.bench_function("es256_verify (payment signing input)", |b| {
+        let (k, input, sig) = &raw[2];
+        b.iter(|| k.verify(black_box(input.as_bytes()), black_box(sig)))
+    });
+    c.bench_function("jcs_sha256 (5-line cart contents)", |b| {
+        b.iter(|| jcs_hash(black_box(&contents)))
+    });
+    c.bench_function("verify_chain (intent + cart + payment)", |b| {
+        b.iter(|| verify_chain(black_box(&chain.input())))
+    });
+}
+
+/// Times the chain against three bare verifications on the same tokens and
+/// prints the ratio.
+fn ratio() {
+    let chain = chain();
+    let raw = chain.raw();
+    let rounds = 300;
+    let best_of = |f: &dyn Fn()| {
+        (0..5)
+            .map(|_| {
+                let start = Instant::now();
+                for _ in 0..rounds {
+                    f();
+                }
+                start.elapsed().as_secs_f64() / f64::from(rounds)
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    let bare = best_of(&|| {
+        for (k, input, sig) in &raw {
+            black_box(k.verify(input.as_bytes(), sig)).expect("verifies");
+        }
+    });
+    let full = best_of(&|| {
+        black_box(verify_chain(&chain.input())).expect("verifies");
+    });
+    println!(
+        "\nchain verification {:.1} µs vs three bare ES256 verifies {:.1} µs: ratio {:.3}× (target ≤ 1.3×)",
+        full * 1e6,
+        bare * 1e6,
+        full / bare
+    );
+}
+
+criterion_group!(ap2, benches);
+
+fn main() {
+    ap2();
+    Criterion::default().configure_from_args().final_summary();
+    ratio();
+}

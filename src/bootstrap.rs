@@ -1,0 +1,136 @@
+//! Wiring: builds the adapters and the gateway from settings, and runs the
+//! HTTP server. This is the only place that knows which adapter implements
+//! which port.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::adapters::catalog_import::{self, CatalogFormat};
+use crate::adapters::keyfile::{self, KeyMaterial, KeySource};
+use crate::adapters::payments::SandboxPayments;
+use crate::adapters::profile_fetcher::HttpProfileFetcher;
+use crate::adapters::sqlite::{self, Db, SqliteCatalog, SqliteStore};
+use crate::ap2::{KeyRing, PublicKeySet};
+use crate::gateway::Gateway;
+use crate::http::{self, AppState};
+use crate::ports::{Catalog, Clock, SearchQuery, SystemClock};
+use crate::settings::Settings;
+
+/// The demo catalog shipped in the binary, imported on a first start when
+/// no `catalog_file` is configured, so a fresh clone has something to sell.
+const DEMO_CATALOG: &[u8] = include_bytes!("../profiles/catalog.json");
+
+/// The name of the database file inside the data dir.
+pub const DB_FILE: &str = "agentgate.db";
+
+/// A built application: the HTTP state plus handles tests reach into.
+pub struct App {
+    pub state: AppState,
+    pub gateway: Arc<Gateway>,
+    pub store: Arc<SqliteStore>,
+    pub catalog: Arc<SqliteCatalog>,
+    pub payments: Arc<SandboxPayments>,
+    pub keys: Arc<KeyRing>,
+}
+
+fn key_source(settings: &Settings) -> Option<KeySource> {
+    let active = match (&settings.signing_key, &settings.signing_key_file) {
+        (Some(text), _) => KeyMaterial::Text(text.clone()),
+        (None, Some(path)) => KeyMaterial::File(path.clone()),
+        (None, None) => return None,
+    };
+    Some(KeySource { active, retired: Vec::new() })
+}
+
+/// Imports the configured catalog (or the demo) when the catalog is empty.
+async fn seed_catalog(settings: &Settings, catalog: &SqliteCatalog) -> anyhow::Result<()> {
+    let probe = SearchQuery { limit: 1, ..SearchQuery::default() };
+    if !catalog.search(&probe).await?.products.is_empty() {
+        return Ok(());
+    }
+    let (bytes, format, source) = match &settings.catalog_file {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("cannot read catalog_file {}: {e}", path.display()))?;
+            let format = CatalogFormat::from_path(path).ok_or_else(|| {
+                anyhow::anyhow!("catalog_file {} must end in .json or .csv", path.display())
+            })?;
+            (bytes, format, path.display().to_string())
+        }
+        None => (DEMO_CATALOG.to_vec(), CatalogFormat::Json, "built-in demo catalog".to_owned()),
+    };
+    let products = catalog_import::parse(&bytes, format)?;
+    let report = catalog.import(products).await?;
+    tracing::info!(source = %source, report = ?report, "catalog imported on first start");
+    Ok(())
+}
+
+/// Reads `trusted_agent_jwks_file`, so a missing or bad key set stops the
+/// process at startup rather than failing every checkout.
+fn load_trusted_agent_keys(settings: &Settings) -> anyhow::Result<PublicKeySet> {
+    let Some(path) = &settings.trusted_agent_jwks_file else { return Ok(PublicKeySet::new()) };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        anyhow::anyhow!("cannot read trusted_agent_jwks_file {}: {e}", path.display())
+    })?;
+    let keys = PublicKeySet::from_jwks_json(&text).map_err(|e| {
+        anyhow::anyhow!("trusted_agent_jwks_file {}: {}", path.display(), e.message())
+    })?;
+    if keys.is_empty() {
+        anyhow::bail!("trusted_agent_jwks_file {} holds no EC P-256 key", path.display());
+    }
+    Ok(keys)
+}
+
+/// Builds the application from checked settings: opens (or creates) the
+/// store in the data dir, imports the catalog on first start, and loads or
+/// generates the merchant signing key.
+pub async fn build(settings: Settings) -> anyhow::Result<App> {
+    build_with_clock(settings, Arc::new(SystemClock)).await
+}
+
+/// [`build`] with an injected clock, for tests that move time.
+pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+    let db = Db::open(&settings.data_dir.join(DB_FILE), &sqlite::migrations())?;
+    let store = Arc::new(SqliteStore::from_db(Arc::clone(&db)).with_clock(Arc::clone(&clock)));
+    let catalog = Arc::new(SqliteCatalog::new(db));
+    seed_catalog(&settings, &catalog).await?;
+    let keys = Arc::new(keyfile::load_or_generate(&settings.data_dir, key_source(&settings))?);
+    let payments = Arc::new(SandboxPayments::new(settings.public_base_url.clone()));
+    let jwks = keys.jwks(clock.now());
+    let settings_for_fetcher = settings.clone();
+    let trusted_agent_keys = load_trusted_agent_keys(&settings)?;
+    let gateway = Arc::new(
+        Gateway::new(
+            Arc::new(settings),
+            Arc::clone(&keys),
+            store.clone(),
+            catalog.clone(),
+            payments.clone(),
+            Arc::new(HttpProfileFetcher::from_settings(&settings_for_fetcher, Arc::clone(&clock))),
+            clock,
+        )
+        .with_trusted_agent_keys(trusted_agent_keys),
+    );
+    let state = AppState::new(Arc::clone(&gateway), jwks);
+    Ok(App { state, gateway, store, catalog, payments, keys })
+}
+
+/// Runs the gateway until SIGINT/SIGTERM.
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let listen = settings.listen;
+    let app = build(settings).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        address = %local,
+        startup_ms = started.elapsed().as_millis() as u64,
+        kid = app.keys.active_kid(),
+        "agentgate listening"
+    );
+    http::serve(listener, http::app(app.state), Duration::from_secs(10)).await?;
+    tracing::info!("agentgate stopped");
+    Ok(())
+}
