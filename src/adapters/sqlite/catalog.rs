@@ -1739,9 +1739,24 @@ mod tests {
             failure_persistence: None,
             ..ProptestConfig::default()
         });
+        // Filters take arbitrary text too: they are bound as values and
+        // hashed into index tokens, never spliced into a query.
+        let filter = proptest::option::of(prop_oneof![
+            any::<String>(),
+            Just("home".to_owned()),
+            Just("apparel/shoes".to_owned())
+        ]);
+        let inputs = (strategy, filter.clone(), filter, any::<bool>(), 0u32..60);
         runner
-            .run(&(strategy, any::<bool>(), 0u32..60), |(t, in_stock_only, limit)| {
-                let q = SearchQuery { text: t, in_stock_only, limit, ..SearchQuery::default() };
+            .run(&inputs, |(t, category, tag, in_stock_only, limit)| {
+                let q = SearchQuery {
+                    text: t,
+                    category,
+                    tags: tag.into_iter().collect(),
+                    in_stock_only,
+                    limit,
+                    ..SearchQuery::default()
+                };
                 match rt.block_on(f.catalog.search(&q)) {
                     Ok(page) => prop_assert!(page.products.len() <= MAX_PAGE_SIZE as usize),
                     Err(e) => prop_assert_eq!(e.code(), ErrorCode::InvalidInput, "{}", e),
