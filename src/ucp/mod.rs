@@ -8,6 +8,7 @@
 //! profile is a separate leaf document at `/.well-known/ucp/2026-01-11`.
 
 pub mod negotiate;
+pub mod pricing;
 pub mod profile;
 
 /// The primary protocol version this gateway speaks.
