@@ -5,6 +5,8 @@
 //! once. The gateway owns the ports and the pure core; it decides nothing
 //! about wire formats.
 
+pub mod checkout;
+
 use std::sync::Arc;
 
 use crate::ap2::KeyRing;
@@ -15,6 +17,11 @@ use crate::ports::{
     Catalog, Clock, Payments, ProfileFetcher, SearchPage, SearchQuery, Store, Versioned,
 };
 use crate::settings::Settings;
+
+pub use checkout::{
+    missing_fields, CheckoutContext, CheckoutInput, CheckoutOutcome, CheckoutView,
+    FulfillmentInput, ItemInput, LinesInput,
+};
 
 /// Who is calling, as established by the edge (auth tiers arrive with the
 /// auth layer; until then every caller is anonymous and identified by a
