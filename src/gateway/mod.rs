@@ -6,6 +6,7 @@
 //! about wire formats.
 
 pub mod checkout;
+pub mod idempotency;
 
 use std::sync::Arc;
 
