@@ -10,6 +10,7 @@
 pub mod negotiate;
 pub mod pricing;
 pub mod profile;
+pub mod wire;
 
 /// The primary protocol version this gateway speaks.
 pub const VERSION: &str = "2026-04-08";
