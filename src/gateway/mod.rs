@@ -5,8 +5,10 @@
 //! once. The gateway owns the ports and the pure core; it decides nothing
 //! about wire formats.
 
+pub mod carts;
 pub mod checkout;
 pub mod idempotency;
+pub mod lookup;
 
 use std::sync::Arc;
 
@@ -19,10 +21,13 @@ use crate::ports::{
 };
 use crate::settings::Settings;
 
+pub use carts::CartOutcome;
 pub use checkout::{
     missing_fields, CheckoutContext, CheckoutInput, CheckoutOutcome, CheckoutView,
     FulfillmentInput, ItemInput, LinesInput,
 };
+pub use idempotency::{Disposition, IdempotencyKey, IdempotentResponse};
+pub use lookup::{Lookup, LookupHit, Match};
 
 /// Who is calling, as established by the edge (auth tiers arrive with the
 /// auth layer; until then every caller is anonymous and identified by a
