@@ -106,6 +106,11 @@ impl Ucp {
         WireVersion::of(self.negotiated.version())
     }
 
+    /// Every negotiated capability name.
+    fn active(&self) -> Vec<String> {
+        self.negotiated.capabilities().iter().map(|c| c.name.clone()).collect()
+    }
+
     /// The capability names a response about `resource` lists.
     fn names(&self, resource: Resource) -> Vec<String> {
         self.negotiated.relevant(resource).iter().map(|c| c.name.clone()).collect()
@@ -346,14 +351,17 @@ async fn create_checkout(
     if !ucp.negotiated.is_active(CHECKOUT) {
         return incompatible(&ucp, CHECKOUT);
     }
-    let capabilities = ucp.names(Resource::Checkout);
+    let active = ucp.active();
     let version = ucp.version();
     let input = tri!(match version {
         WireVersion::V2026_04_08 => wire::parse::<v2026_04_08::CheckoutRequest>(body.clone())
-            .and_then(|r| r.create_input(&capabilities)),
+            .and_then(|r| r.create_input(&active)),
         WireVersion::V2026_01_11 => wire::parse::<v2026_01_11::CheckoutRequest>(body.clone())
-            .and_then(|r| r.create_input(&capabilities)),
+            .and_then(|r| r.create_input(&active)),
     });
+    // The session lists what a checkout response lists: checkout and its
+    // extensions.
+    let capabilities = ucp.names(Resource::Checkout);
     let ctx = CheckoutContext { ucp_version: version.as_str().to_owned(), capabilities };
     let caller = ucp.caller.clone();
     run_idempotent(
@@ -404,13 +412,13 @@ async fn update_checkout(
     if !ucp.negotiated.is_active(CHECKOUT) {
         return incompatible(&ucp, CHECKOUT);
     }
-    let capabilities = ucp.names(Resource::Checkout);
+    let active = ucp.active();
     let version = ucp.version();
     let input = tri!(match version {
         WireVersion::V2026_04_08 => wire::parse::<v2026_04_08::CheckoutRequest>(body.clone())
-            .and_then(|r| r.update_input(&capabilities)),
+            .and_then(|r| r.update_input(&active)),
         WireVersion::V2026_01_11 => wire::parse::<v2026_01_11::CheckoutRequest>(body.clone())
-            .and_then(|r| r.update_input(&capabilities)),
+            .and_then(|r| r.update_input(&active)),
     });
     let caller = ucp.caller.clone();
     let resource = id.clone();

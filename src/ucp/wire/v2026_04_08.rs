@@ -107,7 +107,8 @@ impl From<&CheckoutView<'_>> for Checkout {
             }),
             fulfillment: if has(view, EXT_FULFILLMENT) { fulfillment(view, V) } else { None },
             discounts: has(view, EXT_DISCOUNT).then(|| discounts(view)),
-            cart_id: s.cart_id.as_ref().filter(|_| has(view, EXT_CART)).map(|c| c.to_string()),
+            // Set only when the cart capability was active at creation.
+            cart_id: s.cart_id.as_ref().map(|c| c.to_string()),
         }
     }
 }
@@ -133,8 +134,9 @@ pub struct CheckoutRequest {
 }
 
 impl CheckoutRequest {
-    /// The domain input of a create. `capabilities` are the negotiated
-    /// ones. With the cart capability a `cart_id` supplies the lines, and
+    /// The domain input of a create. `capabilities` are all the negotiated
+    /// ones, not only those a checkout response lists: the cart capability
+    /// decides whether `cart_id` counts. With the cart capability a `cart_id` supplies the lines, and
     /// the body's lines are ignored ("Business MUST use cart contents",
     /// `cart.json`).
     pub fn create_input(&self, capabilities: &[String]) -> Result<CheckoutInput> {
