@@ -101,6 +101,9 @@ pub struct CheckoutContext {
 }
 
 /// The answer to a create or update.
+// One value per request that is matched at once: boxing the session would
+// cost an allocation and every caller a deref for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckoutOutcome {
     /// The session, written; business problems are among its messages.

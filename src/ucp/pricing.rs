@@ -222,7 +222,7 @@ impl ShippingConfig {
     pub fn shipping_options(&self, country: &str, merchandise: Money) -> Vec<FulfillmentOption> {
         let country = country.trim().to_ascii_uppercase();
         let named: Vec<&ShippingRate> =
-            self.rates.iter().filter(|r| r.countries.iter().any(|c| *c == country)).collect();
+            self.rates.iter().filter(|r| r.countries.contains(&country)).collect();
         let chosen = if named.is_empty() {
             self.rates.iter().filter(|r| r.countries.iter().any(|c| c == "*")).collect()
         } else {
@@ -653,7 +653,8 @@ mod tests {
     #[test]
     fn shipping_table() {
         let cfg = ShippingConfig::default();
-        let cases: &[(&str, i64, &[(&str, i64)])] = &[
+        type Case<'a> = (&'a str, i64, &'a [(&'a str, i64)]);
+        let cases: &[Case<'_>] = &[
             ("US", 4999, &[("us-standard", 599), ("us-express", 1499)]),
             ("us", 5000, &[("us-standard", 0), ("us-express", 1499)]),
             ("DE", 100_000, &[("intl-standard", 2499)]),
