@@ -242,39 +242,16 @@ impl Gateway {
         Ok(CheckoutOutcome::Session(session))
     }
 
-    /// Reads a session, re-checked against the catalog: a price or stock
-    /// change since the last write shows up here, and is saved.
+    /// Reads a session. A read writes nothing: prices and stock are
+    /// checked again by every update and by completion (the guardrail), and
+    /// a read must not clobber what completion wrote (a declined payment's
+    /// message, an escalation).
     pub async fn get_checkout(&self, caller: &Caller, id: &CheckoutId) -> Result<CheckoutSession> {
-        for _ in 0..CAS_ATTEMPTS {
-            let Versioned { value, version } = self.load_checkout(caller, id).await?;
-            let now = self.now();
-            if value.is_expired(now) {
-                return Err(expired(id));
-            }
-            // Terminal and in-flight sessions are frozen, and an escalated
-            // one waits for the buyer: a read must not move it on.
-            if value.status().is_terminal()
-                || matches!(
-                    value.status(),
-                    CheckoutStatus::CompleteInProgress | CheckoutStatus::RequiresEscalation
-                )
-            {
-                return Ok(value);
-            }
-            // Messages about the request that wrote the session (a refused
-            // payment handler) are not recomputable; keep them.
-            let kept = request_messages(&value);
-            let fresh = self.recompute(value.clone(), kept).await?;
-            if same_state(&fresh, &value) {
-                return Ok(value);
-            }
-            match self.store.update_checkout(&fresh, version).await {
-                Ok(_) => return Ok(fresh),
-                Err(e) if e.code() == ErrorCode::VersionConflict => continue,
-                Err(e) => return Err(e),
-            }
+        let session = self.load_checkout(caller, id).await?.value;
+        if session.is_expired(self.now()) {
+            return Err(expired(id));
         }
-        Err(busy())
+        Ok(session)
     }
 
     /// Replaces the session's contents with `input` (UCP REST PUT): lines
@@ -732,16 +709,6 @@ fn request_messages(s: &CheckoutSession) -> Vec<Message> {
     s.messages.iter().filter(|m| m.code == "payment_handler_unsupported").cloned().collect()
 }
 
-/// Whether a recomputation changed anything worth a write.
-fn same_state(a: &CheckoutSession, b: &CheckoutSession) -> bool {
-    a.line_items == b.line_items
-        && a.totals == b.totals
-        && a.messages == b.messages
-        && a.status() == b.status()
-        && a.applied_discounts == b.applied_discounts
-        && a.fulfillment == b.fulfillment
-}
-
 /// `ensure_editable` says `session_expired` for an expired session; name
 /// the session in the message.
 fn rename_expiry(e: Error, id: &CheckoutId) -> Error {
@@ -859,8 +826,7 @@ mod tests {
         );
         assert_eq!(s.applied_discounts[0].line_ids, vec!["li_1"]);
         assert!(missing_fields(&s).is_empty());
-        let again = gw.get_checkout(&caller, &s.id).await.unwrap();
-        assert_eq!(again, s, "a read with nothing changed writes nothing new");
+        assert_eq!(gw.get_checkout(&caller, &s.id).await.unwrap(), s);
     }
 
     #[tokio::test]

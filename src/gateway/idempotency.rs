@@ -170,6 +170,11 @@ impl Gateway {
     /// Callers that must not lose a response to a dropped connection run
     /// this on a spawned task, so the operation and its record always
     /// finish together.
+    ///
+    /// `operation` gets the key as stored, held in progress, for an
+    /// operation that commits its response itself together with its effect
+    /// (the checkout pipeline does, with the order); the record it wrote is
+    /// then left as it is.
     pub async fn idempotent<F, Fut>(
         &self,
         transport: &str,
@@ -179,7 +184,7 @@ impl Gateway {
         operation: F,
     ) -> Result<IdempotentResponse>
     where
-        F: FnOnce() -> Fut,
+        F: FnOnce(String) -> Fut,
         Fut: Future<Output = (StoredResponse, Disposition)>,
     {
         let stored_key = scoped(transport, caller, key);
@@ -193,7 +198,7 @@ impl Gateway {
                         key: stored_key,
                         done: false,
                     };
-                    let (response, disposition) = operation().await;
+                    let (response, disposition) = operation(hold.key.clone()).await;
                     let settled = match disposition {
                         Disposition::Keep => {
                             self.store.idempotency_complete(&hold.key, &response).await
@@ -201,6 +206,12 @@ impl Gateway {
                         Disposition::Release => self.store.idempotency_release(&hold.key).await,
                     };
                     hold.done = true;
+                    // Stored already: the operation committed it with its
+                    // effect.
+                    let settled = match settled {
+                        Err(e) if e.code() == ErrorCode::AlreadyExists => Ok(()),
+                        other => other,
+                    };
                     if let Err(e) = settled {
                         // The effect happened; the key stays held (in
                         // progress) rather than be freed for a second one.
@@ -319,7 +330,7 @@ mod tests {
         let runs = AtomicUsize::new(0);
         let run = |body: &'static str, d: Disposition| {
             let runs = &runs;
-            move || async move {
+            move |_key: String| async move {
                 runs.fetch_add(1, Ordering::SeqCst);
                 (response(body), d)
             }
@@ -361,7 +372,7 @@ mod tests {
             let (gw, runs) = (Arc::clone(&gw), Arc::clone(&runs));
             tasks.push(tokio::spawn(async move {
                 let key = IdempotencyKey::parse("same").unwrap();
-                gw.idempotent("t", &Caller::anonymous(), &key, "fp", || async move {
+                gw.idempotent("t", &Caller::anonymous(), &key, "fp", |_| async move {
                     runs.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(StdDuration::from_millis(100)).await;
                     (response("once"), Disposition::Keep)

@@ -284,7 +284,7 @@ async fn run_idempotent<F, Fut>(
     run: F,
 ) -> Response
 where
-    F: FnOnce(Arc<Gateway>) -> Fut + Send + 'static,
+    F: FnOnce(Arc<Gateway>, String) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = (StoredResponse, Disposition)> + Send + 'static,
 {
     let fp = match fingerprint(operation, resource, body) {
@@ -294,7 +294,7 @@ where
     let rid = request_id::current_request_id();
     let task = tokio::spawn(request_id::scoped(rid, async move {
         let gw = Arc::clone(&gateway);
-        gateway.idempotent(TRANSPORT, &caller, &key, &fp, move || run(gw)).await
+        gateway.idempotent(TRANSPORT, &caller, &key, &fp, move |held| run(gw, held)).await
     }));
     match task.await {
         Ok(Ok(done)) => {
@@ -371,7 +371,7 @@ async fn create_checkout(
         "create_checkout",
         None,
         &body,
-        move |gw| async move {
+        move |gw, _held| async move {
             let result = gw.create_checkout(&caller, &ctx, input).await;
             outcome_reply(&gw, version, result, 201)
         },
@@ -429,7 +429,7 @@ async fn update_checkout(
         "update_checkout",
         Some(&resource),
         &body,
-        move |gw| async move {
+        move |gw, _held| async move {
             let result = match parse_checkout_id(&id) {
                 Ok(id) => gw.update_checkout(&caller, &id, input).await,
                 Err(e) => Err(e),
@@ -464,7 +464,7 @@ async fn cancel_checkout(
         "cancel_checkout",
         Some(&resource),
         &body,
-        move |gw| async move {
+        move |gw, _held| async move {
             let result = match parse_checkout_id(&id) {
                 Ok(id) => gw.cancel_checkout(&caller, &id).await,
                 Err(e) => Err(e),
@@ -508,7 +508,7 @@ async fn complete_checkout(
         "complete_checkout",
         Some(&resource),
         &body,
-        move |gw| async move {
+        move |gw, _held| async move {
             let result = match parse_checkout_id(&id) {
                 Ok(id) => complete(&gw, &caller, &id, request, &key_for_pipeline).await,
                 Err(e) => Err(e),
@@ -611,7 +611,7 @@ async fn create_cart(
         "create_cart",
         None,
         &body,
-        move |gw| async move {
+        move |gw, _held| async move {
             let result = gw.create_cart_with(&caller, &items).await;
             cart_outcome_reply(&gw, &meta, version, result, 201)
         },
@@ -663,7 +663,7 @@ async fn update_cart(
         "update_cart",
         Some(&resource),
         &body,
-        move |gw| async move {
+        move |gw, _held| async move {
             let result = match parse_cart_id(&id) {
                 Ok(id) => gw.replace_cart(&caller, &id, &items).await,
                 Err(e) => Err(e),
@@ -698,7 +698,7 @@ async fn cancel_cart(
         "cancel_cart",
         Some(&resource),
         &body,
-        move |gw| async move {
+        move |gw, _held| async move {
             let result = match parse_cart_id(&id) {
                 Ok(id) => gw.cancel_cart(&caller, &id).await,
                 Err(e) => Err(e),
