@@ -375,12 +375,14 @@ impl Gateway {
                 }
                 None => merged.push(item.clone()),
             }
-        }
-        if merged.len() > MAX_CHECKOUT_LINES {
-            return Err(Error::new(
-                ErrorCode::QuantityLimitExceeded,
-                format!("a checkout holds at most {MAX_CHECKOUT_LINES} lines"),
-            ));
+            // Checked as lines grow, so a huge request costs no more than a
+            // full checkout does.
+            if merged.len() > MAX_CHECKOUT_LINES {
+                return Err(Error::new(
+                    ErrorCode::QuantityLimitExceeded,
+                    format!("a checkout holds at most {MAX_CHECKOUT_LINES} lines"),
+                ));
+            }
         }
         let mut resolved = Vec::new();
         let mut missing = Vec::new();
