@@ -7,12 +7,21 @@
 
 pub mod carts;
 pub mod checkout;
+mod complete;
 pub mod idempotency;
 pub mod lookup;
+mod mandates;
+mod orders;
+
+pub use complete::{
+    CompleteRequest, Completion, MandateChain, ReceiptClaims, RenderResponse, RECEIPT_TYP,
+};
+pub use mandates::{CartMandate, CART_MANDATE_TTL};
+pub use orders::OrderView;
 
 use std::sync::Arc;
 
-use crate::ap2::KeyRing;
+use crate::ap2::{KeyRing, PublicKeySet};
 use crate::domain::{
     Cart, CartId, CartLine, CategoryNode, Error, ErrorCode, Product, ProductId, Result, VariantId,
 };
@@ -88,6 +97,8 @@ pub struct Gateway {
     payments: Arc<dyn Payments>,
     profiles: Arc<dyn ProfileFetcher>,
     clock: Arc<dyn Clock>,
+    /// Agent platform keys the merchant configured (`trusted_agent_jwks_file`).
+    trusted_agent_keys: PublicKeySet,
 }
 
 impl Gateway {
@@ -100,7 +111,23 @@ impl Gateway {
         profiles: Arc<dyn ProfileFetcher>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { settings, keys, store, catalog, payments, profiles, clock }
+        Self {
+            settings,
+            keys,
+            store,
+            catalog,
+            payments,
+            profiles,
+            clock,
+            trusted_agent_keys: PublicKeySet::new(),
+        }
+    }
+
+    /// Adds the agent platform keys the merchant trusts without a profile
+    /// fetch (loaded by bootstrap from `trusted_agent_jwks_file`).
+    pub fn with_trusted_agent_keys(mut self, keys: PublicKeySet) -> Self {
+        self.trusted_agent_keys = keys;
+        self
     }
 
     pub fn settings(&self) -> &Settings {
