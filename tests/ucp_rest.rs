@@ -552,20 +552,94 @@ async fn the_shopping_flow_end_to_end() {
     assert_eq!(applied["allocations"], json!([{"path": "$.line_items[0]", "amount": 500}]));
     assert!(a.json.get("messages").is_none(), "nothing left to say: {a:?}");
 
-    // Completion waits for the checkout pipeline (Gateway::complete_checkout,
-    // not yet on main). What must hold once it is there:
-    //   POST {url}/complete with {"payment": {"instruments": [instrument("success_token")]}}
-    //   -> 200, status "completed", order.id set; GET /ucp/v1/orders/{order.id} -> 200 with the
-    //   same totals; app.payments.successful_charges() == 1, also after a replay of the request.
-    // Until then the step is refused without touching the session or the processor.
+    // Complete with the sandbox's good token: one charge, one order.
     let complete = json!({"payment": {"instruments": [instrument("success_token")]}});
-    let a =
-        call(r, Method::POST, &format!("{url}/complete"), &p.key(&fresh_key()), Some(&complete))
-            .await;
-    assert_eq!(a.json["ucp"]["status"], "error", "{a:?}");
-    assert_eq!(shop.app.payments.successful_charges(), 0);
+    let schemas = Schemas::v4();
+    if let Some(s) = &schemas {
+        s.request("complete_checkout", &complete);
+    }
+    let done_opts = p.key(&fresh_key());
+    let done = call(r, Method::POST, &format!("{url}/complete"), &done_opts, Some(&complete)).await;
+    assert_eq!(done.status, StatusCode::OK, "{done:?}");
+    assert_eq!(done.json["status"], "completed");
+    assert_eq!(total(&done.json, "total"), Some(3600 - 500 + 599));
+    if let Some(s) = &schemas {
+        s.response("complete_checkout", "200", &done.json);
+        s.extended_checkout("complete_checkout", &done.json);
+    }
+    assert_eq!(shop.app.payments.successful_charges(), 1);
+    // A retry of the same request is the same answer, and no second charge.
+    let again =
+        call(r, Method::POST, &format!("{url}/complete"), &done_opts, Some(&complete)).await;
+    assert_eq!(again.bytes, done.bytes);
+    assert_eq!(again.headers.get("idempotency-replayed").unwrap(), "true");
+    assert_eq!(shop.app.payments.successful_charges(), 1);
+
+    let order_id =
+        done.json["order"]["id"].as_str().expect("the completed checkout names its order");
+    assert!(done.json["order"]["permalink_url"].as_str().unwrap().ends_with(order_id));
+    let order = call(r, Method::GET, &format!("/ucp/v1/orders/{order_id}"), &p, None).await;
+    assert_eq!(order.status, StatusCode::OK, "{order:?}");
+    if let Some(s) = &schemas {
+        s.response("get_order", "200", &order.json);
+    }
+    assert_eq!(order.json["checkout_id"], id.as_str());
+    assert_eq!(order.json["line_items"][0]["quantity"]["total"], 2);
+    for kind in ["subtotal", "discount", "fulfillment", "total"] {
+        assert_eq!(total(&order.json, kind), total(&done.json, kind), "{kind}");
+    }
+    // The completed session is final and reads the same.
     let a = call(r, Method::GET, &url, &p, None).await;
-    assert_eq!(a.json["status"], "ready_for_complete");
+    assert_eq!(a.json["status"], "completed");
+    let a = put(body.clone()).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "a completed checkout cannot change: {a:?}");
+}
+
+/// A declined or escalated payment is a business outcome: HTTP 200 with
+/// the session, its message and (for escalation) the continue_url.
+#[tokio::test]
+async fn declined_and_escalated_payments_answer_with_the_session() {
+    let shop = shop().await;
+    let r = &shop.router;
+    let cases: &[(&str, &str, &str)] = &[
+        ("fail_token", "ready_for_complete", "payment_declined"),
+        ("insufficient_funds", "ready_for_complete", "payment_declined"),
+        ("requires_action", "requires_escalation", "payment_requires_action"),
+    ];
+    for (token, status, code) in cases {
+        let a = create(
+            &shop,
+            &Opts::default(),
+            &full_checkout_body(&[("v-organic-cotton-tee-black", 1)]),
+        )
+        .await;
+        let id = a.json["id"].as_str().unwrap().to_owned();
+        let complete = json!({"payment": {"instruments": [instrument(token)]}});
+        let opts = Opts::default().key(&fresh_key());
+        let uri = format!("/ucp/v1/checkout-sessions/{id}/complete");
+        let a = call(r, Method::POST, &uri, &opts, Some(&complete)).await;
+        assert_eq!(a.status, StatusCode::OK, "{token}: {a:?}");
+        assert_eq!(a.json["status"], *status, "{token}");
+        assert!(message_codes(&a.json).iter().any(|c| c == code), "{token}: {a:?}");
+        if *status == "requires_escalation" {
+            assert!(
+                a.json["continue_url"].as_str().is_some_and(|u| u.starts_with("http")),
+                "{a:?}"
+            );
+        }
+        if let Some(s) = Schemas::v4() {
+            s.response("complete_checkout", "200", &a.json);
+        }
+        // The retry replays the outcome rather than trying the card again.
+        let attempts = shop.app.payments.charge_attempts();
+        let again = call(r, Method::POST, &uri, &opts, Some(&complete)).await;
+        assert_eq!(
+            (again.bytes, shop.app.payments.charge_attempts()),
+            (a.bytes, attempts),
+            "{token}"
+        );
+    }
+    assert_eq!(shop.app.payments.successful_charges(), 0);
 }
 
 #[tokio::test]

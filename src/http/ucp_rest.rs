@@ -60,7 +60,8 @@ use crate::domain::checkout::{Message, MessageType};
 use crate::domain::{CartId, CheckoutId, CheckoutSession, Error, ErrorCode, OrderId, Result};
 use crate::gateway::idempotency::fingerprint;
 use crate::gateway::{
-    Caller, CartOutcome, CheckoutContext, CheckoutOutcome, Disposition, Gateway, IdempotencyKey,
+    Caller, CartOutcome, CheckoutContext, CheckoutOutcome, CompleteRequest, Completion,
+    Disposition, Gateway, IdempotencyKey, RenderResponse,
 };
 use crate::ports::{SearchQuery, StoredResponse};
 use crate::ucp::negotiate::{self, Negotiated, Resource, SchemeRule};
@@ -99,6 +100,9 @@ pub fn router() -> Router<AppState> {
 struct Ucp {
     negotiated: Negotiated,
     caller: Caller,
+    /// The platform's profile, whose keys verify its mandates; none for a
+    /// request without `UCP-Agent`.
+    profile: Option<url::Url>,
 }
 
 impl Ucp {
@@ -150,7 +154,7 @@ async fn negotiate(gateway: &Gateway, headers: &HeaderMap) -> Result<Ucp> {
             .collect();
         let profile = json!({"ucp": {"version": VERSION, "capabilities": capabilities}});
         let negotiated = negotiate::negotiate(&offer, url, &profile)?;
-        return Ok(Ucp { negotiated, caller: Caller::anonymous() });
+        return Ok(Ucp { negotiated, caller: Caller::anonymous(), profile: None });
     }
     // Several header lines form one list (RFC 9110 section 5.3).
     let rule = if gateway.settings().allow_private_profile_hosts {
@@ -161,8 +165,8 @@ async fn negotiate(gateway: &Gateway, headers: &HeaderMap) -> Result<Ucp> {
     let url = negotiate::profile_url_from_header(&values.join(", "), rule)?;
     let profile = gateway.profiles().fetch(&url).await?;
     let caller = Caller::subject(format!("ucp-platform:{url}"));
-    let negotiated = negotiate::negotiate(&offer, url, &profile)?;
-    Ok(Ucp { negotiated, caller })
+    let negotiated = negotiate::negotiate(&offer, url.clone(), &profile)?;
+    Ok(Ucp { negotiated, caller, profile: Some(url) })
 }
 
 // ---- Responses ----------------------------------------------------------------
@@ -498,9 +502,18 @@ async fn complete_checkout(
         WireVersion::V2026_01_11 => wire::parse::<v2026_01_11::CompleteRequest>(body.clone())
             .and_then(|r| CompletionRequest::try_from(&r)),
     });
+    if let Some(p) = &request.payment {
+        let ours = state.gateway.payments().name();
+        if p.handler_id != ours {
+            return ApiError(Error::invalid(format!(
+                "payment.instruments: this business takes instruments from handler {ours:?}"
+            )))
+            .into_response();
+        }
+    }
     let caller = ucp.caller.clone();
+    let profile = ucp.profile.clone();
     let resource = id.clone();
-    let key_for_pipeline = key.clone();
     run_idempotent(
         Arc::clone(&state.gateway),
         ucp.caller,
@@ -508,50 +521,47 @@ async fn complete_checkout(
         "complete_checkout",
         Some(&resource),
         &body,
-        move |gw, _held| async move {
-            let result = match parse_checkout_id(&id) {
-                Ok(id) => complete(&gw, &caller, &id, request, &key_for_pipeline).await,
-                Err(e) => Err(e),
+        move |gw, held| async move {
+            let id = match parse_checkout_id(&id) {
+                Ok(id) => id,
+                Err(e) => return (failure(version, &e), Disposition::Release),
             };
-            match result {
-                Ok(s) => (checkout_reply(&gw, version, &s, 200), Disposition::Keep),
-                // A declined payment happened: retrying the same request must
-                // not try the card again.
-                Err(e) if e.code() == ErrorCode::PaymentDeclined => {
-                    (failure(version, &e), Disposition::Keep)
+            // The pipeline stores this rendering under the held key in the
+            // same commit as the order, so the record cannot miss the order.
+            let render_gw = Arc::clone(&gw);
+            let render: RenderResponse = Arc::new(move |c: &Completion| {
+                Ok(checkout_reply(&render_gw, version, &c.session, 200))
+            });
+            let pipeline = CompleteRequest {
+                mandates: request.mandates,
+                payment_token: request.payment.and_then(|p| p.token),
+                agent_profile_url: profile,
+                idempotency_key: held,
+                trace_id: request_id::current_request_id(),
+                render: Some(render),
+            };
+            match gw.complete_checkout(&caller, &id, pipeline).await {
+                Ok(done) => (checkout_reply(&gw, version, &done.session, 200), Disposition::Keep),
+                // A declined or escalated payment is a business outcome
+                // (HTTP 200): the session says what happened in its
+                // messages, and escalation gives the continue_url. Kept,
+                // so a retry does not try the card again.
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        ErrorCode::PaymentDeclined | ErrorCode::PaymentRequiresAction
+                    ) =>
+                {
+                    match gw.load_checkout(&caller, &id).await {
+                        Ok(s) => (checkout_reply(&gw, version, &s.value, 200), Disposition::Keep),
+                        Err(_) => (failure(version, &e), Disposition::Keep),
+                    }
                 }
                 Err(e) => (failure(version, &e), Disposition::Release),
             }
         },
     )
     .await
-}
-
-/// The checkout pipeline, step 8 answered as the completed session.
-///
-/// PENDING: `Gateway::complete_checkout` (src/gateway/complete.rs) is not on
-/// main yet. Once it is, this calls it with the session id, the caller,
-/// `request.payment` (instrument and processor token),
-/// `request.checkout_mandate` and the idempotency key, and returns the
-/// completed session (whose `order_id` the response links). Until then the
-/// session is checked as the pipeline's step 2 would and completion is
-/// refused as unavailable.
-async fn complete(
-    gateway: &Gateway,
-    caller: &Caller,
-    id: &CheckoutId,
-    request: CompletionRequest,
-    key: &IdempotencyKey,
-) -> Result<CheckoutSession> {
-    let _ = (request, key);
-    let session = gateway.get_checkout(caller, id).await?;
-    if session.status() != crate::domain::CheckoutStatus::ReadyForComplete {
-        return Err(Error::new(
-            ErrorCode::IllegalTransition,
-            format!("a {} checkout cannot be completed", session.status().as_str()),
-        ));
-    }
-    Err(Error::new(ErrorCode::UpstreamUnavailable, "checkout completion is not available yet"))
 }
 
 // ---- Cart ---------------------------------------------------------------------
@@ -837,22 +847,6 @@ async fn get_product(
 
 // ---- Order --------------------------------------------------------------------
 
-/// Reads an order the caller may see.
-///
-/// PENDING: `Gateway::get_order` (src/gateway/orders.rs) is not on main
-/// yet; once it is, this is a call to it. Until then the order is read
-/// through the store port with the same ownership rule as sessions.
-async fn find_order(
-    gateway: &Gateway,
-    caller: &Caller,
-    id: &OrderId,
-) -> Result<crate::domain::Order> {
-    match gateway.store().get_order(id).await? {
-        Some(v) if caller.may_access(&v.value.owner) => Ok(v.value),
-        _ => Err(Error::not_found(format!("order {id} does not exist"))),
-    }
-}
-
 async fn get_order(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -864,7 +858,7 @@ async fn get_order(
     }
     let gw = &state.gateway;
     let result = match OrderId::parse(&id) {
-        Ok(id) => find_order(gw, &ucp.caller, &id).await,
+        Ok(id) => gw.get_order(&ucp.caller, &id).await.map(|v| v.order),
         Err(_) => Err(Error::not_found(format!("order {id} does not exist"))),
     };
     send(match result {

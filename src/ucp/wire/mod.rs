@@ -597,8 +597,8 @@ pub fn rfc3339(t: time::OffsetDateTime) -> Option<String> {
 pub struct CompletionRequest {
     /// The instrument and its processor token.
     pub payment: Option<PaymentSelection>,
-    /// The AP2 checkout mandate (`ap2.checkout_mandate`), when sent.
-    pub checkout_mandate: Option<String>,
+    /// The AP2 mandate chain (intent, cart, payment), when sent.
+    pub mandates: Option<crate::gateway::MandateChain>,
 }
 
 // ---- Requests shared by both versions ----

@@ -18,7 +18,8 @@
 //! 5. There is no `error_response` schema; errors use the 2026-04-08 shape
 //!    with this version's number.
 //! 6. `complete` takes `{payment_data: <instrument>, risk_signals?}`
-//!    instead of a checkout body with `payment.instruments`.
+//!    instead of a checkout body with `payment.instruments` (and so carries
+//!    no AP2 mandates).
 //! 7. Buyers and addresses name people with `full_name`; requests may use
 //!    it (split at the last space) and responses send addresses with it.
 //! 8. `payment.selected_instrument_id` picks the instrument in requests.
@@ -194,7 +195,7 @@ impl TryFrom<&CompleteRequest> for CompletionRequest {
             Some(i) => Some(i.to_selection("payment_data")?),
             None => None,
         };
-        Ok(CompletionRequest { payment, checkout_mandate: None })
+        Ok(CompletionRequest { payment, mandates: None })
     }
 }
 

@@ -184,8 +184,13 @@ impl CheckoutRequest {
     }
 }
 
-/// A complete body: `checkout.json` for `complete` requires `payment`;
-/// the AP2 extension adds `ap2.checkout_mandate`.
+/// A complete body: `checkout.json` for `complete` requires `payment`.
+///
+/// Mandates: the UCP AP2 extension carries an AP2 v0.2 `checkout_mandate`
+/// (SD-JWT); this gateway verifies the v0.1 chain of three compact JWS
+/// (`docs/mandates.md`), sent as `ap2.intent_mandate`, `ap2.cart_mandate`
+/// and `ap2.payment_mandate`. A v0.2 mandate is refused by name rather
+/// than ignored, so a platform never believes it was checked.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct CompleteRequest {
     pub payment: Option<PaymentRequest>,
@@ -195,6 +200,39 @@ pub struct CompleteRequest {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Ap2Request {
     pub checkout_mandate: Option<String>,
+    pub intent_mandate: Option<String>,
+    pub cart_mandate: Option<String>,
+    pub payment_mandate: Option<String>,
+}
+
+/// The longest compact JWS accepted as a mandate.
+const MAX_MANDATE_LEN: usize = 16 * 1024;
+
+impl TryFrom<&Ap2Request> for crate::gateway::MandateChain {
+    type Error = Error;
+
+    fn try_from(a: &Ap2Request) -> Result<Self> {
+        if a.checkout_mandate.is_some() {
+            return Err(Error::invalid(
+                "ap2.checkout_mandate (AP2 v0.2) is not accepted; send the v0.1 chain as \
+                 ap2.intent_mandate, ap2.cart_mandate and ap2.payment_mandate",
+            ));
+        }
+        let part = |name: &str, v: &Option<String>| match v {
+            Some(s) if !s.is_empty() && s.len() <= MAX_MANDATE_LEN => Ok(s.clone()),
+            Some(_) => {
+                Err(Error::invalid(format!("ap2.{name} must be 1 to {MAX_MANDATE_LEN} bytes")))
+            }
+            None => Err(Error::invalid(format!(
+                "ap2.{name} is missing: a chain has all three mandates"
+            ))),
+        };
+        Ok(Self {
+            intent: part("intent_mandate", &a.intent_mandate)?,
+            cart: part("cart_mandate", &a.cart_mandate)?,
+            payment: part("payment_mandate", &a.payment_mandate)?,
+        })
+    }
 }
 
 impl TryFrom<&CompleteRequest> for CompletionRequest {
@@ -205,10 +243,8 @@ impl TryFrom<&CompleteRequest> for CompletionRequest {
             Some(p) => selected_instrument(&p.instruments, None)?,
             None => None,
         };
-        Ok(CompletionRequest {
-            payment,
-            checkout_mandate: r.ap2.as_ref().and_then(|a| a.checkout_mandate.clone()),
-        })
+        let mandates = r.ap2.as_ref().map(crate::gateway::MandateChain::try_from).transpose()?;
+        Ok(CompletionRequest { payment, mandates })
     }
 }
 
