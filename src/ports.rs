@@ -139,6 +139,20 @@ pub trait Store: Send + Sync + 'static {
     async fn idempotency_release(&self, key: &str) -> Result<()>;
     async fn idempotency_get(&self, key: &str) -> Result<Option<IdempotencyRecord>>;
 
+    /// How many completed checkouts applied the discount `code` (upper
+    /// case, as sessions record it). A use is consumed when its checkout
+    /// completes, so this counts from the sessions themselves and needs no
+    /// counter of its own. Backends that cannot count answer an error, and
+    /// the gateway then refuses codes with a usage limit rather than
+    /// assume the limit unreached.
+    async fn discount_uses(&self, code: &str) -> Result<u64> {
+        let _ = code;
+        Err(crate::domain::Error::new(
+            crate::domain::ErrorCode::StoreUnavailable,
+            "this store cannot count discount uses",
+        ))
+    }
+
     /// Put-if-absent of a mandate id; `true` when newly reserved, `false`
     /// when it was reserved before (a replay).
     async fn reserve_mandate_id(&self, id: &str, keep_until: OffsetDateTime) -> Result<bool>;
@@ -260,6 +274,12 @@ pub trait Payments: Send + Sync + 'static {
     /// The processor name used in profiles and records (`sandbox`, `stripe`).
     fn name(&self) -> &str;
     async fn charge(&self, request: &ChargeRequest) -> Result<ChargeOutcome>;
+    /// The outcome of the charge made under `idempotency_key`, or `None`
+    /// when the processor never saw that key. This is a lookup and moves no
+    /// money: checkout recovery asks it, after a crash between the charge
+    /// and the commit, to decide between finishing the commit and rolling
+    /// back, so recovery itself never charges.
+    async fn find_charge(&self, idempotency_key: &str) -> Result<Option<ChargeOutcome>>;
     async fn refund(&self, request: &RefundRequest) -> Result<String>;
     async fn status(&self, reference: &str) -> Result<PaymentStatus>;
 }

@@ -18,6 +18,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{Currency, Error, Result};
 use crate::policy::{FeePolicy, GuardrailConfig};
+use crate::ucp::pricing::{DiscountConfig, ShippingConfig};
+
+/// A policy page shown to buyers at checkout (UCP `link.json`): terms,
+/// privacy, refunds and the like.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyLink {
+    /// Well-known values: `privacy_policy`, `terms_of_service`,
+    /// `refund_policy`, `shipping_policy`, `faq`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -118,10 +133,26 @@ pub struct RawSettings {
     /// still apply. On, it opens the gateway to SSRF against its own
     /// network.
     pub allow_private_profile_hosts: bool,
+    /// Whether completing a checkout needs the AP2 mandate chain. Off by
+    /// default so the UCP REST sandbox flow (a payment token, no mandates)
+    /// works out of the box; the MCP `execute_checkout` tool always sends
+    /// mandates, and mandates that are sent are always verified.
+    pub require_mandates: bool,
+    /// A JWKS file of agent platform keys the merchant trusts without
+    /// fetching a profile (for platforms without a reachable profile, or to
+    /// pin keys). Loaded and checked at startup.
+    pub trusted_agent_jwks_file: Option<PathBuf>,
     /// The checkout guardrail (`[guardrail]`).
     pub guardrail: GuardrailConfig,
     /// The platform fee (`[fees]`).
     pub fees: FeePolicy,
+    /// Shipping rates and pickup (`[shipping]`).
+    pub shipping: ShippingConfig,
+    /// Discount codes (`[discounts]`).
+    pub discounts: DiscountConfig,
+    /// Policy links every checkout shows (`[[policy_links]]`). Empty means
+    /// terms, privacy and refund pages under `public_base_url`.
+    pub policy_links: Vec<PolicyLink>,
     /// The durable store: `sqlite` (default) or `dynamodb`.
     pub store: StoreKind,
     /// The DynamoDB table, when `store = "dynamodb"` (`[dynamodb]`).
@@ -145,8 +176,13 @@ impl Default for RawSettings {
             max_body_bytes: 256 * 1024,
             request_timeout_secs: 30,
             allow_private_profile_hosts: false,
+            require_mandates: false,
+            trusted_agent_jwks_file: None,
             guardrail: GuardrailConfig::default(),
             fees: FeePolicy::default(),
+            shipping: ShippingConfig::default(),
+            discounts: DiscountConfig::default(),
+            policy_links: Vec::new(),
             store: StoreKind::Sqlite,
             dynamodb: DynamoSettings::default(),
         }
@@ -173,8 +209,16 @@ pub struct Settings {
     pub request_timeout: std::time::Duration,
     /// See [`RawSettings::allow_private_profile_hosts`]: tests only.
     pub allow_private_profile_hosts: bool,
+    /// See [`RawSettings::require_mandates`].
+    pub require_mandates: bool,
+    /// See [`RawSettings::trusted_agent_jwks_file`].
+    pub trusted_agent_jwks_file: Option<PathBuf>,
     pub guardrail: GuardrailConfig,
     pub fees: FeePolicy,
+    pub shipping: ShippingConfig,
+    pub discounts: DiscountConfig,
+    /// The policy links of every checkout, defaults filled in.
+    pub policy_links: Vec<PolicyLink>,
     pub store: StoreKind,
     pub dynamodb: DynamoSettings,
 }
@@ -272,6 +316,36 @@ impl Settings {
         }
         raw.guardrail.validate()?;
         raw.fees.validate()?;
+        raw.shipping.validate()?;
+        raw.discounts.validate()?;
+        let policy_links = if raw.policy_links.is_empty() {
+            // UCP requires `links` on every checkout (checkout.json); these
+            // defaults keep a fresh install compliant until real pages exist.
+            [
+                ("terms_of_service", "terms", "Terms of service"),
+                ("privacy_policy", "privacy", "Privacy policy"),
+                ("refund_policy", "refunds", "Refund policy"),
+            ]
+            .into_iter()
+            .map(|(kind, page, title)| PolicyLink {
+                kind: kind.to_owned(),
+                url: format!("{public_base_url}/policies/{page}"),
+                title: Some(title.to_owned()),
+            })
+            .collect()
+        } else {
+            for (i, l) in raw.policy_links.iter().enumerate() {
+                let ok =
+                    url::Url::parse(&l.url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+                if !ok || l.kind.trim().is_empty() {
+                    return Err(bad(
+                        &format!("policy_links[{i}]"),
+                        "needs a type and an absolute http(s) url",
+                    ));
+                }
+            }
+            raw.policy_links
+        };
         if raw.store == StoreKind::Dynamodb {
             raw.dynamodb.validate()?;
         }
@@ -290,8 +364,13 @@ impl Settings {
             max_body_bytes: raw.max_body_bytes,
             request_timeout: std::time::Duration::from_secs(raw.request_timeout_secs),
             allow_private_profile_hosts: raw.allow_private_profile_hosts,
+            require_mandates: raw.require_mandates,
+            trusted_agent_jwks_file: raw.trusted_agent_jwks_file,
             guardrail: raw.guardrail,
             fees: raw.fees,
+            shipping: raw.shipping,
+            discounts: raw.discounts,
+            policy_links,
             store: raw.store,
             dynamodb: raw.dynamodb,
         })
@@ -320,6 +399,44 @@ mod tests {
         assert_eq!(s.public_base_url, "http://127.0.0.1:8080");
         assert_eq!(s.checkout_ttl, time::Duration::hours(6));
         assert!(!s.allow_private_profile_hosts, "SSRF protection is on by default");
+        let kinds: Vec<&str> = s.policy_links.iter().map(|l| l.kind.as_str()).collect();
+        assert_eq!(kinds, ["terms_of_service", "privacy_policy", "refund_policy"]);
+        assert!(s.policy_links.iter().all(|l| l.url.starts_with("http://127.0.0.1:8080/")));
+        assert!(s.discounts.rule("welcome10").is_some(), "a demo code ships by default");
+    }
+
+    #[test]
+    fn pricing_sections_load_from_toml() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "shop.toml",
+                r#"
+[shipping]
+rates = [{ id = "ca-post", title = "Canada Post", countries = ["CA"], amount_minor = 900, free_over_minor = 10000 }]
+
+[[discounts.codes]]
+code = "SPRING"
+title = "Spring sale"
+kind = "percentage"
+value = 15
+expires_at = "2030-04-01T00:00:00Z"
+applies_to = { categories = ["apparel"] }
+
+[[policy_links]]
+type = "terms_of_service"
+url = "https://shop.example/terms"
+"#,
+            )?;
+            let s = Settings::load(Some(Path::new("shop.toml")), &Overrides::default())
+                .map_err(|e| e.to_string())?;
+            assert_eq!(s.shipping.rates.len(), 1);
+            assert!(s.shipping.pickup.is_some(), "an unset table keeps its default");
+            let rule = s.discounts.rule("spring").ok_or("SPRING missing")?;
+            assert_eq!(rule.value, 15);
+            assert!(rule.expires_at.is_some());
+            assert_eq!(s.policy_links.len(), 1);
+            Ok(())
+        });
     }
 
     #[test]
@@ -336,6 +453,28 @@ mod tests {
             (RawSettings { max_body_bytes: 1, ..Default::default() }, "max_body_bytes"),
             (RawSettings { merchant_name: " ".into(), ..Default::default() }, "merchant_name"),
             (RawSettings { fees: strict_fees, ..Default::default() }, "fees.bps"),
+            (
+                RawSettings {
+                    shipping: {
+                        let mut bad_id = ShippingConfig::default();
+                        bad_id.rates[0].id = "a b".into();
+                        bad_id
+                    },
+                    ..Default::default()
+                },
+                "shipping.rates[0]",
+            ),
+            (
+                RawSettings {
+                    policy_links: vec![PolicyLink {
+                        kind: "terms_of_service".into(),
+                        url: "not a url".into(),
+                        title: None,
+                    }],
+                    ..Default::default()
+                },
+                "policy_links[0]",
+            ),
             (
                 RawSettings {
                     store: StoreKind::Dynamodb,

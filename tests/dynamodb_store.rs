@@ -16,19 +16,15 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use agentgate::adapters::dynamodb::{self, create_table, CreateOptions, DynamoStore};
-use agentgate::domain::checkout::PaymentSelection;
-use agentgate::domain::order::{OrderLine, PaymentRecord};
+use agentgate::domain::order::PaymentRecord;
 use agentgate::domain::{
     CheckoutId, CheckoutSession, CheckoutStatus, Currency, ErrorCode, LedgerEntry, LedgerKind,
-    LineItem, Money, Order, OrderEvent, OrderId, OrderStatus, ProductId, Sku, VariantId,
+    LineItem, Money, Order, OrderId, OrderStatus, ProductId, Sku, VariantId,
 };
-use agentgate::gateway::Caller;
-use agentgate::ports::{
-    ChargeOutcome, ChargeRequest, CheckoutCommit, OrderFilter, Payments, SearchQuery, Store,
-    StoredResponse,
-};
+use agentgate::ports::{CheckoutCommit, OrderFilter, Store};
 use agentgate::settings::{DynamoSettings, Settings, StoreKind};
 use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
+use serde_json::{json, Value};
 use store_contract::Fixture;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
@@ -319,12 +315,40 @@ async fn damaged_items_are_errors_not_panics() {
     }
 }
 
+/// Sends one request to the app; returns the status, the raw body and its
+/// JSON.
+async fn call(
+    router: &axum::Router,
+    method: &str,
+    uri: &str,
+    key: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Vec<u8>, Value) {
+    let mut req = axum::http::Request::builder().method(method).uri(uri);
+    if let Some(k) = key {
+        req = req.header("idempotency-key", k);
+    }
+    let body = match body {
+        Some(b) => {
+            req = req.header("content-type", "application/json");
+            axum::body::Body::from(b.to_string())
+        }
+        None => axum::body::Body::empty(),
+    };
+    let resp = tower::ServiceExt::oneshot(router.clone(), req.body(body).unwrap()).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = axum::body::to_bytes(resp.into_body(), 8 << 20).await.unwrap().to_vec();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, bytes, json)
+}
+
 /// A whole checkout through the application built with `store =
-/// "dynamodb"`: the catalog seeds DynamoDB's stock once, a cart is built
-/// through the gateway, the session is stored and completed with a charge,
-/// the fee and one atomic commit, and everything reads back from DynamoDB.
-/// A second completion of the same checkout is refused, and a second cold
-/// start does not reset the stock that was sold.
+/// "dynamodb"`, over the UCP REST binding and `Gateway::complete_checkout`:
+/// the catalog seeds DynamoDB's stock once, an agent builds a cart and a
+/// checkout session, completes it (charge, fee, one atomic commit), and
+/// everything reads back from DynamoDB. The completion replays from its
+/// DynamoDB idempotency record, a second completion charges nothing, and
+/// a second cold start does not reset the stock that was sold.
 #[tokio::test]
 async fn a_checkout_runs_end_to_end_on_dynamodb() {
     let Some((_client, table)) = fresh_table().await else { return };
@@ -333,175 +357,80 @@ async fn a_checkout_runs_end_to_end_on_dynamodb() {
     settings.store = StoreKind::Dynamodb;
     settings.dynamodb = table.clone();
     let app = agentgate::bootstrap::build(settings.clone()).await.expect("build");
-    let gateway = &app.gateway;
-    let caller = Caller::subject("agent-e2e");
+    let r = agentgate::http::app(app.state.clone());
 
-    // The health endpoint reports the DynamoDB store as reachable.
-    let health = tower::ServiceExt::oneshot(
-        agentgate::http::app(app.state.clone()),
-        axum::http::Request::get("/health").body(axum::body::Body::empty()).unwrap(),
-    )
-    .await
-    .unwrap();
-    let body = axum::body::to_bytes(health.into_body(), 1 << 16).await.unwrap();
-    let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(health["store"], "ok", "{health}");
+    let (status, _, health) = call(&r, "GET", "/health", None, None).await;
+    assert_eq!((status, &health["store"]), (200, &json!("ok")), "{health}");
 
-    // Cart: the first in-stock variant, two units.
-    let page = gateway
-        .search(&SearchQuery { in_stock_only: true, limit: 5, ..Default::default() })
-        .await
-        .unwrap();
-    let product = &page.products[0];
-    let variant = &product.variants[0];
-    assert!(variant.stock >= 2, "the demo catalog stocks its first variant");
-    let seeded = app.store.get_stock(&variant.sku).await.unwrap();
-    assert_eq!(seeded, Some(variant.stock), "stock was seeded into DynamoDB");
-    let cart = gateway.create_cart(&caller, &[(variant.id.clone(), 2)]).await.unwrap();
-    assert_eq!(gateway.get_cart(&caller, &cart.id).await.unwrap().lines[0].quantity, 2);
+    let tee = "v-organic-cotton-tee-black";
+    let tee_sku = sku("ORGANIC-COTTON-TEE-BLACK");
+    let seeded = app.store.get_stock(&tee_sku).await.unwrap().expect("stock was seeded");
+    assert_eq!(seeded, 120, "the catalog's count");
 
-    // Session from the cart, stored, then made ready.
-    let now = gateway.now();
-    let items: Vec<LineItem> = cart
-        .lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| LineItem {
-            id: format!("li_{}", i + 1),
-            variant_id: l.variant_id.clone(),
-            product_id: l.product_id.clone(),
-            sku: l.sku.clone(),
-            title: l.title.clone(),
-            quantity: l.quantity,
-            unit_price: l.unit_price,
-            requires_shipping: false,
-        })
-        .collect();
-    let mut session = CheckoutSession::new(
-        CheckoutId::from_uuid(uuid::Uuid::now_v7()),
-        cart.currency,
-        items,
-        caller.subject.clone(),
-        now,
-        settings.checkout_ttl,
-    )
-    .unwrap();
-    session.cart_id = Some(cart.id.clone());
-    session.buyer.email = Some("buyer@example.com".into());
-    session.payment = Some(PaymentSelection {
-        handler_id: "sandbox".into(),
-        instrument_type: "card".into(),
-        token: Some("success_token".into()),
+    let key = || uuid::Uuid::new_v4().to_string();
+    let items = json!([{"item": {"id": tee}, "quantity": 2}]);
+    let (status, _, cart) =
+        call(&r, "POST", "/ucp/v1/carts", Some(&key()), Some(&json!({"line_items": items}))).await;
+    assert_eq!(status, 201, "{cart}");
+    let address = json!({"street_address": "1 Main St", "address_locality": "Springfield",
+        "address_region": "IL", "postal_code": "62701", "address_country": "US",
+        "first_name": "Ada", "last_name": "Lovelace"});
+    let instrument = json!({"id": "instr_a", "handler_id": "sandbox", "type": "card",
+        "credential": {"type": "token", "token": "success_token"}});
+    let create = json!({
+        "cart_id": cart["id"],
+        "line_items": items,
+        "buyer": {"email": "ada@example.com", "first_name": "Ada", "last_name": "Lovelace"},
+        "fulfillment": {"methods": [{"type": "shipping", "destinations": [address],
+            "groups": [{"selected_option_id": "us-standard"}]}]},
+        "discounts": {"codes": ["WELCOME10"]},
+        "payment": {"instruments": [instrument.clone()]},
     });
-    app.store.insert_checkout(&session).await.unwrap();
-    let ready = session.clone().transition(CheckoutStatus::ReadyForComplete, now).unwrap();
-    let v = app.store.update_checkout(&ready, 1).await.unwrap();
+    let (status, _, session) =
+        call(&r, "POST", "/ucp/v1/checkout-sessions", Some(&key()), Some(&create)).await;
+    assert_eq!(status, 201, "{session}");
+    assert_eq!(session["status"], "ready_for_complete", "{session}");
+    let id = session["id"].as_str().unwrap().to_owned();
 
-    // Completion: idempotency key, charge, fee, one commit.
-    let loaded = app.store.get_checkout(&ready.id).await.unwrap().unwrap();
-    assert_eq!(loaded.version, v);
-    let key = format!("idem-{}", uuid::Uuid::now_v7());
-    app.store.idempotency_begin(&key, "fp", now + Duration::hours(24)).await.unwrap();
-    let order_id = OrderId::from_uuid(uuid::Uuid::now_v7());
-    let total = loaded.value.totals.total;
-    let charge = app
-        .payments
-        .charge(&ChargeRequest {
-            idempotency_key: format!("charge-{}", loaded.value.id),
-            amount: total,
-            token: "success_token".into(),
-            checkout_id: loaded.value.id.clone(),
-            order_id: order_id.clone(),
-        })
-        .await
-        .unwrap();
-    let ChargeOutcome::Succeeded { reference } = charge else { panic!("{charge:?}") };
-    let mut done = loaded.value.clone();
-    done.order_id = Some(order_id.clone());
-    let done = done
-        .transition(CheckoutStatus::CompleteInProgress, now)
-        .unwrap()
-        .transition(CheckoutStatus::Completed, now)
-        .unwrap();
-    let lines = done
-        .line_items
-        .iter()
-        .map(|l| OrderLine {
-            variant_id: l.variant_id.clone(),
-            sku: l.sku.clone(),
-            title: l.title.clone(),
-            quantity: l.quantity,
-            unit_price: l.unit_price,
-            line_total: l.line_total().unwrap(),
-        })
-        .collect();
-    let fee = settings.fees.fee_entry(format!("led_{order_id}"), order_id.clone(), total, now);
-    let fee = fee.unwrap();
-    let order = Order::new(
-        order_id.clone(),
-        done.id.clone(),
-        OrderStatus::Paid,
-        done.owner.clone(),
-        done.buyer.email.clone(),
-        lines,
-        done.totals,
-        fee.fee,
-        PaymentRecord { processor: "sandbox".into(), reference, amount: total },
-        now,
-    );
-    let response = StoredResponse { status: 201, body: b"{\"order\":1}".to_vec() };
-    let commit = CheckoutCommit {
-        session: done.clone(),
-        expected_version: loaded.version,
-        events: vec![order.created_event("gateway", "trace-e2e")],
-        stock: done.line_items.iter().map(|l| (l.sku.clone(), l.quantity)).collect(),
-        ledger: fee.clone(),
-        mandates: vec!["cart.mandate.jws".into(), "payment.mandate.jws".into()],
-        idempotency: Some((key.clone(), response.clone())),
-        order: order.clone(),
-    };
-    app.store.commit_checkout(&commit).await.unwrap();
+    let complete = json!({"payment": {"instruments": [instrument]}});
+    let url = format!("/ucp/v1/checkout-sessions/{id}/complete");
+    let done_key = key();
+    let (status, first, done) = call(&r, "POST", &url, Some(&done_key), Some(&complete)).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["status"], "completed", "{done}");
+    let order_id = OrderId::parse(done["order"]["id"].as_str().unwrap()).unwrap();
+    assert_eq!(app.payments.successful_charges(), 1);
 
-    // Everything reads back from DynamoDB.
-    assert_eq!(app.store.get_stock(&variant.sku).await.unwrap(), Some(variant.stock - 2));
-    let stored = app.store.get_checkout(&done.id).await.unwrap().unwrap();
+    // The same request replays byte for byte from DynamoDB; a new key on
+    // the completed session answers the same order without charging again.
+    let (_, replay, _) = call(&r, "POST", &url, Some(&done_key), Some(&complete)).await;
+    assert_eq!(replay, first);
+    let (status, _, again) = call(&r, "POST", &url, Some(&key()), Some(&complete)).await;
+    assert_eq!((status, &again["order"]["id"]), (200, &done["order"]["id"]), "{again}");
+    assert_eq!(app.payments.successful_charges(), 1);
+
+    // Everything the commit wrote is in DynamoDB.
+    let store = &app.store;
+    assert_eq!(store.get_stock(&tee_sku).await.unwrap(), Some(118));
+    let checkout = CheckoutId::parse(&id).unwrap();
+    let stored = store.get_checkout(&checkout).await.unwrap().unwrap();
     assert_eq!(stored.value.status(), CheckoutStatus::Completed);
-    assert_eq!(app.store.get_order(&order_id).await.unwrap().unwrap().value, order);
-    let mine = OrderFilter { owner: Some("agent-e2e".into()), ..Default::default() };
-    assert_eq!(app.store.list_orders(&mine).await.unwrap(), vec![order.clone()]);
-    let events: Vec<OrderEvent> = app.store.order_events(&order_id).await.unwrap();
-    assert_eq!(events, commit.events);
-    assert_eq!(app.store.order_mandates(&order_id).await.unwrap(), commit.mandates);
-    let day = (now - Duration::days(1), now + Duration::days(1));
-    assert_eq!(app.store.ledger_entries(day.0, day.1, None).await.unwrap(), vec![fee]);
-    let record = app.store.idempotency_get(&key).await.unwrap().unwrap();
-    assert_eq!(record.state, agentgate::ports::IdempotencyState::Completed(response));
-
-    // The same checkout cannot be completed twice.
-    let mut again = commit.clone();
-    again.expected_version = stored.version;
-    again.order = Order::new(
-        OrderId::from_uuid(uuid::Uuid::now_v7()),
-        done.id.clone(),
-        OrderStatus::Paid,
-        None,
-        None,
-        vec![],
-        done.totals,
-        usd(0),
-        order.payment.clone(),
-        now,
+    let order = store.get_order(&order_id).await.unwrap().unwrap().value;
+    assert_eq!(order.checkout_id, checkout);
+    assert_eq!(order.status(), OrderStatus::Paid);
+    let events = store.order_events(&order_id).await.unwrap();
+    assert!(!events.is_empty(), "the order has its audit trail");
+    let day = (order.created_at - Duration::days(1), order.created_at + Duration::days(1));
+    let ledger = store.ledger_entries(day.0, day.1, None).await.unwrap();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(
+        (ledger[0].order_id.clone(), ledger[0].gross),
+        (order_id.clone(), order.totals.total)
     );
-    again.session.order_id = Some(again.order.id.clone());
-    again.events = vec![];
-    again.ledger.id = format!("led_{}", again.order.id);
-    again.ledger.order_id = again.order.id.clone();
-    again.idempotency = None;
-    // No stock to take, so nothing but the one-order-per-checkout guard can
-    // refuse it.
-    again.stock.clear();
-    let err = app.store.commit_checkout(&again).await.unwrap_err();
-    assert_eq!(err.code(), ErrorCode::AlreadyExists);
+    assert_eq!(store.discount_uses("WELCOME10").await.unwrap(), 1);
+    let (status, _, read) =
+        call(&r, "GET", &format!("/ucp/v1/orders/{order_id}"), None, None).await;
+    assert_eq!((status, &read["checkout_id"]), (200, &json!(id)), "{read}");
 
     // A new instance (a cold start on a fresh disk) keeps the sold stock.
     drop(app);
@@ -509,6 +438,6 @@ async fn a_checkout_runs_end_to_end_on_dynamodb() {
     let mut settings2 = settings.clone();
     settings2.data_dir = dir2.path().to_owned();
     let app2 = agentgate::bootstrap::build(settings2).await.unwrap();
-    assert_eq!(app2.store.get_stock(&variant.sku).await.unwrap(), Some(variant.stock - 2));
+    assert_eq!(app2.store.get_stock(&tee_sku).await.unwrap(), Some(118));
     assert_eq!(app2.store.get_order(&order_id).await.unwrap().unwrap().value, order);
 }

@@ -97,6 +97,11 @@ impl Key {
         Key::new(format!("LEDGER#{id}"), "LEDGER")
     }
 
+    /// How many completed checkouts applied a discount code.
+    pub fn discount_uses(code: &str) -> Result<Key> {
+        Key::new(format!("DISCOUNT#{code}"), "USES")
+    }
+
     /// Marks that a catalog's stock was seeded (see
     /// `DynamoStore::seed_stock`).
     pub fn stock_seed(marker: &str) -> Result<Key> {
@@ -256,6 +261,7 @@ mod tests {
             Key::webhook("x", "x").unwrap(),
             Key::ledger("x").unwrap(),
             Key::stock_seed("x").unwrap(),
+            Key::discount_uses("x").unwrap(),
             Key::health(),
         ];
         for (i, a) in keys.iter().enumerate() {

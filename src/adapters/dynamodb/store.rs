@@ -74,11 +74,12 @@ pub const MAX_LIST_LIMIT: u32 = 500;
 /// What `list_orders` answers when the filter names no limit (0).
 pub const DEFAULT_LIST_LIMIT: u32 = 50;
 
-/// Items a checkout commit writes besides one per distinct SKU, one per
-/// event and one per mandate: the session, the order, the checkout's order
+/// Items a checkout commit writes besides one per distinct SKU, event,
+/// mandate and discount code: the session, the order, the checkout's order
 /// guard, the ledger entry and the idempotency record. A cart holds at most
 /// `domain::cart::MAX_LINES` (50) lines, so a full cart leaves 45 items for
-/// events and mandates; the pipeline writes one or two of each.
+/// events, mandates and codes; the pipeline writes two events, two or three
+/// mandates and rarely more than one code.
 pub const COMMIT_FIXED_ITEMS: usize = 5;
 
 // Attribute names beside the keys.
@@ -97,6 +98,7 @@ const FINGERPRINT: &str = "fingerprint";
 const STATE: &str = "state";
 const KEEP_UNTIL: &str = "keep_until";
 const SEEN_AT: &str = "seen_at";
+const USES: &str = "uses";
 
 const IN_PROGRESS: &str = "in_progress";
 const COMPLETED: &str = "completed";
@@ -152,6 +154,7 @@ enum Role {
     Event,
     Ledger(String),
     Mandate,
+    DiscountUse,
     Idempotency,
 }
 
@@ -528,6 +531,25 @@ impl DynamoStore {
             item.insert(TOKEN.into(), s(token));
             items.push(self.put(item, Condition::Absent)?);
             roles.push(Role::Mandate);
+        }
+        // Discount uses are counted as the commit completes the session,
+        // which is the only way a session becomes completed, so the count is
+        // exact without scanning sessions.
+        let mut uses: BTreeMap<&str, u64> = BTreeMap::new();
+        for discount in &commit.session.applied_discounts {
+            *uses.entry(discount.code.as_str()).or_default() += 1;
+        }
+        for (code, count) in uses {
+            let update = Update::builder()
+                .table_name(&*self.table)
+                .set_key(Some(Key::discount_uses(code)?.item()))
+                .update_expression("ADD #uses :n")
+                .expression_attribute_names("#uses", USES)
+                .expression_attribute_values(":n", n(count))
+                .build()
+                .map_err(build_failed)?;
+            items.push(TransactWriteItem::builder().update(update).build());
+            roles.push(Role::DiscountUse);
         }
         if let Some((key, response)) = idempotency {
             items.push(self.complete_idempotency_item(key, response, now)?);
@@ -976,6 +998,15 @@ impl Store for DynamoStore {
         }
     }
 
+    /// The counter the checkout commit keeps per code (see
+    /// `commit_items`); a code never used has no item and counts zero.
+    async fn discount_uses(&self, code: &str) -> Result<u64> {
+        match self.get(&Key::discount_uses(code)?).await? {
+            Some(item) => get_n(&item, USES, "discount use count"),
+            None => Ok(0),
+        }
+    }
+
     async fn reserve_mandate_id(&self, id: &str, keep_until: OffsetDateTime) -> Result<bool> {
         let keep = nanos(keep_until)?;
         let mut item = Key::mandate_id(id)?.item();
@@ -1129,8 +1160,9 @@ impl Store for DynamoStore {
     /// One `TransactWriteItems` of, in this order: the session's
     /// compare-and-set, a conditional decrement per distinct SKU, the order
     /// and its checkout guard (put-if-absent), the events, the ledger entry,
-    /// the mandates, and the idempotency response. That is
-    /// [`COMMIT_FIXED_ITEMS`] + SKUs + events + mandates items, at most
+    /// the mandates, a use count per discount code, and the idempotency
+    /// response. That is [`COMMIT_FIXED_ITEMS`] + SKUs + events + mandates +
+    /// codes items, at most
     /// [`MAX_TRANSACTION_ITEMS`]; a larger commit is refused before anything
     /// is written.
     ///
@@ -1180,7 +1212,7 @@ impl Store for DynamoStore {
                     format!("order {order} or an order for checkout {session} already exists"),
                 ),
                 Some(Role::Ledger(id)) => already_exists("ledger entry", id),
-                Some(Role::Event | Role::Mandate) => {
+                Some(Role::Event | Role::Mandate | Role::DiscountUse) => {
                     already_exists("an event or mandate of order", order)
                 }
                 None => Error::store(format!("checkout commit cancelled: {}", codes(&reasons))),
