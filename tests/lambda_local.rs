@@ -220,8 +220,10 @@ async fn bootstrap_answers_api_gateway_events() {
     let binary = std::env::var_os("AGENTGATE_BOOTSTRAP_BIN")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_agentgate").into());
+    // A copy rather than a link: the build a link points at can be
+    // replaced while the test runs when a target dir is shared.
     let bootstrap = dir.path().join("bootstrap");
-    std::os::unix::fs::symlink(&binary, &bootstrap).unwrap();
+    std::fs::copy(&binary, &bootstrap).unwrap();
     let key = agentgate::ap2::PrivateKey::generate(&mut rand_core::OsRng);
     let pem = key.export_pkcs8_pem().unwrap();
     let (runtime_api, rt, mut answers) = start_runtime().await;
@@ -267,12 +269,20 @@ async fn bootstrap_answers_api_gateway_events() {
     let cache = answer.body["headers"]["cache-control"].as_str().unwrap_or_default();
     assert!(cache.contains("max-age"), "{:?}", answer.body["headers"]);
 
-    // /mcp is not served on this branch yet; /health proves the second
-    // invocation reuses the instance and reaches DynamoDB.
+    // /mcp is not on main yet, so no MCP tools/list here. /health proves
+    // the next invocation reuses the instance and reaches DynamoDB.
     let answer = function.invoke(&rt, &mut answers, http_event("GET", "/health", None)).await;
     assert_eq!(answer.body["statusCode"], json!(200), "{:?}", answer.body);
     let health = json_body(&answer);
     assert_eq!(health["store"], json!("ok"), "{health}");
+
+    // A POST with a JSON body, through the UCP REST binding.
+    let search = json!({"query": "cotton tee"});
+    let event = http_event("POST", "/ucp/v1/catalog/search", Some(&search));
+    let answer = function.invoke(&rt, &mut answers, event).await;
+    assert_eq!(answer.body["statusCode"], json!(200), "{:?}", answer.body);
+    let found = json_body(&answer);
+    assert!(found["products"].as_array().is_some_and(|p| !p.is_empty()), "{found}");
 
     // A path the router does not know is the gateway's own 404 body.
     let answer = function.invoke(&rt, &mut answers, http_event("GET", "/nowhere", None)).await;
