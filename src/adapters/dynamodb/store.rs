@@ -281,6 +281,21 @@ impl DynamoStore {
         Ok(out.map_err(|e| failed("GetItem", &e))?.item)
     }
 
+    /// Whether an item exists, by a strongly consistent read of its key
+    /// alone.
+    async fn exists(&self, key: &Key) -> Result<bool> {
+        let req = self
+            .client
+            .get_item()
+            .table_name(&*self.table)
+            .set_key(Some(key.item()))
+            .projection_expression("#pk")
+            .expression_attribute_names("#pk", PK)
+            .consistent_read(true);
+        let out = self.send(Resend::Always, || req.clone().send()).await;
+        Ok(out.map_err(|e| failed("GetItem", &e))?.item.is_some())
+    }
+
     /// Put-if-absent; a present item is `already_exists` (with a generic
     /// message the caller replaces).
     async fn put_if_absent(&self, item: Item) -> Result<()> {
@@ -302,8 +317,14 @@ impl DynamoStore {
 
     /// Compare-and-set: writes `item` (which carries the new version) if
     /// the stored version is `expected`.
-    async fn put_if_version(&self, item: Item, expected: u64, what: &str, id: &str) -> Result<()> {
-        let key = Key { pk: attr_s(&item, PK), sk: attr_s(&item, SK) };
+    async fn put_if_version(
+        &self,
+        key: &Key,
+        item: Item,
+        expected: u64,
+        what: &str,
+        id: &str,
+    ) -> Result<()> {
         let req = self
             .client
             .put_item()
@@ -314,7 +335,7 @@ impl DynamoStore {
             .expression_attribute_values(":expected", n(expected));
         match self.send(Resend::OnlyIfThrottled, || req.clone().send()).await {
             Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Err(self.cas_miss(&key, what, id).await),
+            Err(e) if is_condition_failure(&e) => Err(self.cas_miss(key, what, id).await),
             Err(e) => Err(failed("PutItem", &e)),
         }
     }
@@ -322,12 +343,12 @@ impl DynamoStore {
     /// Why a compare-and-set wrote nothing: the item is there with another
     /// version (`version_conflict`), or not there at all.
     async fn cas_miss(&self, key: &Key, what: &str, id: &str) -> Error {
-        match self.get(key).await {
-            Ok(Some(_)) => Error::new(
+        match self.exists(key).await {
+            Ok(true) => Error::new(
                 ErrorCode::VersionConflict,
                 format!("{what} {id} was changed by another request; reload and retry"),
             ),
-            Ok(None) => Error::not_found(format!("{what} {id} not found")),
+            Ok(false) => Error::not_found(format!("{what} {id} not found")),
             Err(e) => e,
         }
     }
@@ -610,14 +631,6 @@ fn first_failed_condition(reasons: &[CancellationReason]) -> Option<usize> {
     reasons.iter().position(|r| r.code() == Some("ConditionalCheckFailed"))
 }
 
-/// A string attribute of an item this module built.
-fn attr_s(item: &Item, name: &str) -> String {
-    match item.get(name) {
-        Some(AttributeValue::S(v)) => v.clone(),
-        _ => String::new(),
-    }
-}
-
 fn insufficient(sku: &str) -> Error {
     Error::new(ErrorCode::InsufficientStock, format!("not enough stock for SKU {sku}"))
 }
@@ -771,10 +784,12 @@ impl Store for DynamoStore {
 
     async fn update_cart(&self, cart: &Cart, expected: u64) -> Result<u64> {
         let id = cart.id.as_str();
+        let key = Key::cart(id)?;
+        // A version past u64::MAX was never handed out, so nothing matches.
         let Some(next) = expected.checked_add(1) else {
-            return Err(self.cas_miss(&Key::cart(id)?, "cart", id).await);
+            return Err(self.cas_miss(&key, "cart", id).await);
         };
-        self.put_if_version(cart_item(cart, next)?, expected, "cart", id).await?;
+        self.put_if_version(&key, cart_item(cart, next)?, expected, "cart", id).await?;
         Ok(next)
     }
 
@@ -792,11 +807,12 @@ impl Store for DynamoStore {
 
     async fn update_checkout(&self, session: &CheckoutSession, expected: u64) -> Result<u64> {
         let id = session.id.as_str();
+        let key = Key::checkout(id)?;
         let Some(next) = expected.checked_add(1) else {
-            return Err(self.cas_miss(&Key::checkout(id)?, "checkout session", id).await);
+            return Err(self.cas_miss(&key, "checkout session", id).await);
         };
-        self.put_if_version(checkout_item(session, next)?, expected, "checkout session", id)
-            .await?;
+        let item = checkout_item(session, next)?;
+        self.put_if_version(&key, item, expected, "checkout session", id).await?;
         Ok(next)
     }
 
@@ -877,7 +893,7 @@ impl Store for DynamoStore {
         };
         let item = order_item(order, next)?;
         if events.is_empty() {
-            self.put_if_version(item, expected, "order", id).await?;
+            self.put_if_version(&key, item, expected, "order", id).await?;
             return Ok(next);
         }
         if events.len() + 1 > MAX_TRANSACTION_ITEMS {
@@ -1194,7 +1210,7 @@ impl Store for DynamoStore {
             };
             let order = commit.order.id.as_str();
             let session = commit.session.id.as_str();
-            return Err(match first_failed_condition(&reasons).and_then(|i| roles.get(i)) {
+            let error = match first_failed_condition(&reasons).and_then(|i| roles.get(i)) {
                 Some(Role::Idempotency) => {
                     tracing::warn!(
                         order,
@@ -1216,7 +1232,8 @@ impl Store for DynamoStore {
                     already_exists("an event or mandate of order", order)
                 }
                 None => Error::store(format!("checkout commit cancelled: {}", codes(&reasons))),
-            });
+            };
+            return Err(error);
         }
     }
 }
