@@ -1251,6 +1251,194 @@ fn rename_exists(e: Error, what: &str, id: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+
+    use crate::domain::order::PaymentRecord;
+    use crate::domain::{Money, OrderEventKind, OrderStatus, Totals};
+    use crate::settings::DynamoSettings;
+
+    /// A fake DynamoDB endpoint that answers each request with the next
+    /// scripted answer (then `{}`), and records what it was asked.
+    #[derive(Default)]
+    struct Script {
+        answers: Mutex<VecDeque<(u16, String)>>,
+        /// (operation, request body) in arrival order.
+        seen: Mutex<Vec<(String, serde_json::Value)>>,
+    }
+
+    impl Script {
+        fn operations(&self) -> Vec<String> {
+            self.seen.lock().unwrap().iter().map(|(op, _)| op.clone()).collect()
+        }
+
+        fn tokens(&self) -> Vec<String> {
+            let seen = self.seen.lock().unwrap();
+            seen.iter()
+                .filter_map(|(_, b)| b["ClientRequestToken"].as_str().map(str::to_owned))
+                .collect()
+        }
+    }
+
+    fn service_error(status: u16, code: &str, extra: serde_json::Value) -> (u16, String) {
+        let mut body = serde_json::json!({
+            "__type": format!("com.amazonaws.dynamodb.v20120810#{code}"),
+            "message": "scripted",
+        });
+        if let (Some(b), serde_json::Value::Object(extra)) = (body.as_object_mut(), extra) {
+            b.extend(extra);
+        }
+        (status, body.to_string())
+    }
+
+    fn throttled() -> (u16, String) {
+        service_error(400, "ThrottlingException", serde_json::json!({}))
+    }
+
+    fn server_fault() -> (u16, String) {
+        service_error(500, "InternalServerError", serde_json::json!({}))
+    }
+
+    async fn answer(
+        State(script): State<Arc<Script>>,
+        headers: HeaderMap,
+        body: String,
+    ) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+        let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let op = target.rsplit('.').next().unwrap_or("").to_owned();
+        let json = serde_json::from_str(&body).unwrap_or_default();
+        script.seen.lock().unwrap().push((op, json));
+        let (status, body) =
+            script.answers.lock().unwrap().pop_front().unwrap_or((200, "{}".to_owned()));
+        let status = StatusCode::from_u16(status).unwrap();
+        (status, [("content-type", "application/x-amz-json-1.0")], body)
+    }
+
+    /// A store on the scripted endpoint, with waits short enough for a test.
+    async fn scripted(answers: Vec<(u16, String)>) -> (DynamoStore, Arc<Script>) {
+        let script = Arc::new(Script { answers: Mutex::new(answers.into()), ..Script::default() });
+        let app = axum::Router::new().fallback(answer).with_state(Arc::clone(&script));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let settings = DynamoSettings {
+            table: "scripted".into(),
+            endpoint_url: Some(url),
+            region: Some("us-east-1".into()),
+        };
+        let client = super::super::client(&settings).await.unwrap();
+        let backoff =
+            Backoff { attempts: 4, base: Duration::from_millis(1), cap: Duration::from_millis(4) };
+        (DynamoStore::new(client, "scripted").with_backoff(backoff), script)
+    }
+
+    #[tokio::test]
+    async fn throttling_is_retried_a_bounded_number_of_times() {
+        let (store, script) = scripted(vec![throttled(), throttled()]).await;
+        store.health().await.unwrap();
+        assert_eq!(script.operations(), ["GetItem"; 3]);
+
+        let (store, script) = scripted(vec![throttled(); 4]).await;
+        let err = store.health().await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::StoreUnavailable);
+        assert_eq!(script.operations().len(), 4, "the attempts are bounded");
+
+        // A conditional write that was throttled was not applied: resent.
+        let quantity = serde_json::json!({"Attributes": {"quantity": {"N": "4"}}}).to_string();
+        let (store, script) = scripted(vec![throttled(), (200, quantity)]).await;
+        let left = store.decrement_stock(&Sku::parse("S").unwrap(), 1).await.unwrap();
+        assert_eq!((left, script.operations().len()), (4, 2));
+    }
+
+    /// After a server fault a read is resent, but a conditional write is
+    /// not: it may have landed, and its resend would fail its condition.
+    #[tokio::test]
+    async fn ambiguous_failures_resend_only_what_is_safe() {
+        let item = serde_json::json!({"Item": {"quantity": {"N": "5"}}}).to_string();
+        let (store, script) = scripted(vec![server_fault(), (200, item)]).await;
+        let got = store.get_stock(&Sku::parse("S").unwrap()).await.unwrap();
+        assert_eq!((got, script.operations().len()), (Some(5), 2));
+
+        let (store, script) = scripted(vec![server_fault()]).await;
+        let err = store.decrement_stock(&Sku::parse("S").unwrap(), 1).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::StoreUnavailable);
+        let err = store.mark_webhook_seen("stripe", "evt_1").await;
+        assert!(err.is_ok(), "the next call is answered normally");
+        assert_eq!(script.operations(), ["UpdateItem", "PutItem"], "nothing was resent");
+    }
+
+    fn order() -> (Order, Vec<OrderEvent>) {
+        let usd = |m| Money::new(m, Currency::usd());
+        let totals = Totals::compute(Currency::usd(), &[], usd(0), usd(0), usd(0)).unwrap();
+        let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let order = Order::new(
+            OrderId::parse("ord_1").unwrap(),
+            CheckoutId::parse("chk_1").unwrap(),
+            OrderStatus::Paid,
+            None,
+            None,
+            vec![],
+            totals,
+            usd(0),
+            PaymentRecord { processor: "sandbox".into(), reference: "ch".into(), amount: usd(0) },
+            at,
+        );
+        let event = OrderEvent {
+            order_id: order.id.clone(),
+            at,
+            kind: OrderEventKind::Note { text: "n".into() },
+            actor: "ops".into(),
+            reason: "r".into(),
+            trace_id: "t".into(),
+        };
+        (order, vec![event])
+    }
+
+    /// A transaction cancelled by contention alone is tried again as a new
+    /// attempt (a new token); one resent after a server fault keeps its
+    /// token, so DynamoDB applies it at most once.
+    #[tokio::test]
+    async fn transactions_retry_contention_with_new_tokens_and_faults_with_the_same() {
+        let (order, events) = order();
+        let conflict = service_error(
+            400,
+            "TransactionCanceledException",
+            serde_json::json!({"CancellationReasons": [{"Code": "None"}, {"Code": "TransactionConflict"}]}),
+        );
+        let (store, script) = scripted(vec![conflict.clone()]).await;
+        assert_eq!(store.update_order(&order, 1, &events).await.unwrap(), 2);
+        let tokens = script.tokens();
+        assert_eq!(tokens.len(), 2);
+        assert_ne!(tokens[0], tokens[1]);
+
+        let (store, script) = scripted(vec![server_fault()]).await;
+        assert_eq!(store.update_order(&order, 1, &events).await.unwrap(), 2);
+        let tokens = script.tokens();
+        assert_eq!(tokens.len(), 2);
+        assert_eq!(tokens[0], tokens[1]);
+
+        // Contention that outlasts the attempts is a retryable error.
+        let (store, script) = scripted(vec![conflict; 4]).await;
+        let err = store.update_order(&order, 1, &events).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::StoreUnavailable);
+        assert_eq!(script.operations().len(), 4);
+
+        // A failed condition is an answer: not retried, and mapped.
+        let stale = service_error(
+            400,
+            "TransactionCanceledException",
+            serde_json::json!({"CancellationReasons": [{"Code": "ConditionalCheckFailed"}, {"Code": "None"}]}),
+        );
+        let exists = serde_json::json!({"Item": {"pk": {"S": "ORDER#ord_1"}}}).to_string();
+        let (store, script) = scripted(vec![stale, (200, exists)]).await;
+        let err = store.update_order(&order, 1, &events).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::VersionConflict);
+        assert_eq!(script.operations(), ["TransactWriteItems", "GetItem"]);
+    }
 
     #[test]
     fn the_first_failed_condition_decides() {
