@@ -16,6 +16,7 @@
 pub mod jws;
 pub mod keys;
 pub mod mandates;
+pub mod sdjwt;
 pub mod verify;
 
 pub use jws::Es256Signer;
