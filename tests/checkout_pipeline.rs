@@ -447,7 +447,7 @@ impl Agent {
 
     fn request(&self, chain: MandateChain) -> CompleteRequest {
         CompleteRequest {
-            mandates: Some(chain),
+            mandates: Some(chain.into()),
             agent_profile_url: Some(self.profile.clone()),
             ..CompleteRequest::default()
         }
@@ -586,7 +586,7 @@ async fn agent_keys_come_from_the_profile_or_the_trusted_jwks_never_from_nowhere
     let cart = gw.issue_cart_mandate(&alice(), &session.id, &intent, None).await.unwrap();
     let payment = agent.payment(&cart.token, &cart.claims, "success_token", trusted.now());
     let request = CompleteRequest {
-        mandates: Some(MandateChain { intent, cart: cart.token, payment }),
+        mandates: Some(MandateChain { intent, cart: cart.token, payment }.into()),
         ..CompleteRequest::default()
     };
     gw.complete_checkout(&alice(), &session.id, request).await.unwrap();
@@ -599,7 +599,7 @@ async fn agent_keys_come_from_the_profile_or_the_trusted_jwks_never_from_nowhere
     let err = shop.gateway.issue_cart_mandate(&alice(), &session.id, &intent, None).await;
     assert_eq!(code(err), ErrorCode::AgentMissingKey);
     let chain = MandateChain { intent, cart: "x.y.z".into(), payment: "x.y.z".into() };
-    let request = CompleteRequest { mandates: Some(chain), ..CompleteRequest::default() };
+    let request = CompleteRequest { mandates: Some(chain.into()), ..CompleteRequest::default() };
     let err = shop.gateway.complete_checkout(&alice(), &session.id, request).await;
     assert_eq!(code(err), ErrorCode::AgentMissingKey);
     assert!(shop.app.payments.calls().is_empty());

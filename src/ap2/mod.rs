@@ -17,6 +17,7 @@ pub mod jws;
 pub mod keys;
 pub mod mandates;
 pub mod sdjwt;
+pub mod v02;
 pub mod verify;
 
 pub use jws::Es256Signer;
