@@ -1198,6 +1198,90 @@ fn truncate(text: &str) -> String {
     }
 }
 
+/// Building v0.2 mandates: the agent's side, for tools, tests, the
+/// documentation's example and benches. The verifier never uses it.
+/// Salts come from the caller's random source.
+pub mod issue {
+    use super::*;
+    use crate::ap2::sdjwt::issue::{conceal_element, conceal_member, salt, sign_sd_jwt};
+    use rand_core::CryptoRngCore;
+
+    /// Makes a mandate selectively disclosable the way the v0.2 schemas
+    /// annotate it: `checkout_jwt` as a disclosable member, the elements of
+    /// `allowed` and `acceptable_items` one by one, and the mandate itself
+    /// as the element of `delegate_payload`. Returns the placeholder to put
+    /// in `delegate_payload` and every disclosure, innermost first.
+    pub fn conceal_mandate(
+        mandate: &Value,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(Value, Vec<String>)> {
+        let Value::Object(mut m) = mandate.clone() else {
+            return Err(Error::invalid("a mandate is a JSON object"));
+        };
+        let mut disclosures = Vec::new();
+        if let Some(Value::Array(constraints)) = m.get_mut("constraints") {
+            for c in constraints.iter_mut() {
+                let kind = c.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
+                if kind.ends_with(".allowed_merchants")
+                    || kind == "payment.allowed_payees"
+                    || kind == "payment.allowed_payment_instruments"
+                {
+                    if let Some(Value::Array(allowed)) = c.get_mut("allowed") {
+                        conceal_all(allowed, &mut disclosures, rng)?;
+                    }
+                }
+                if let Some(Value::Array(items)) = c.get_mut("items") {
+                    for item in items.iter_mut() {
+                        if let Some(Value::Array(acceptable)) = item.get_mut("acceptable_items") {
+                            conceal_all(acceptable, &mut disclosures, rng)?;
+                        }
+                    }
+                }
+            }
+        }
+        if m.contains_key("checkout_jwt") {
+            disclosures.push(conceal_member(&mut m, "checkout_jwt", &salt(rng))?);
+        }
+        let (placeholder, outer) = conceal_element(&Value::Object(m), &salt(rng))?;
+        disclosures.push(outer);
+        Ok((placeholder, disclosures))
+    }
+
+    fn conceal_all(
+        items: &mut [Value],
+        disclosures: &mut Vec<String>,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<()> {
+        for item in items.iter_mut() {
+            let (placeholder, d) = conceal_element(item, &salt(rng))?;
+            *item = placeholder;
+            disclosures.push(d);
+        }
+        Ok(())
+    }
+
+    /// Signs one SD-JWT of a chain carrying `mandate`: a root (`typ` a
+    /// root type, `claims` such as `iat`/`exp`) or a hop (`typ`
+    /// `kb+sd-jwt[+kb]`, `claims` with `iat`, `aud`, `nonce`, `sd_hash`).
+    /// Returns `jwt~disclosures~`.
+    pub fn sign_hop(
+        signer: &dyn Es256Signer,
+        typ: &str,
+        mandate: &Value,
+        claims: &Value,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<String> {
+        let (placeholder, disclosures) = conceal_mandate(mandate, rng)?;
+        let mut payload = match claims {
+            Value::Object(c) => c.clone(),
+            _ => return Err(Error::invalid("hop claims are a JSON object")),
+        };
+        payload.insert("delegate_payload".into(), Value::Array(vec![placeholder]));
+        payload.insert("_sd_alg".into(), Value::String(sdjwt::SD_ALG.into()));
+        sign_sd_jwt(signer, typ, &Value::Object(payload), &disclosures)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
