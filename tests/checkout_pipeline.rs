@@ -555,7 +555,7 @@ async fn a_full_mandate_chain_completes_once_with_a_verifiable_receipt() {
     let receipt = verify_receipt(&done.receipt, &shop.app.keys.jwks(shop.now()));
     assert_eq!(receipt.status, "Success");
     assert_eq!(receipt.iss, "https://shop.example");
-    assert_eq!(receipt.order_id, done.order.id.as_str());
+    assert_eq!(receipt.order_id.as_deref(), Some(done.order.id.as_str()));
     assert_eq!(receipt.checkout_id, session.id.as_str());
     assert_eq!((receipt.total.amount, receipt.total.currency.as_str()), (total, "USD"));
     assert_eq!(receipt.reference, token_hash(&payment), "bound to the payment mandate");

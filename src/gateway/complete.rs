@@ -246,19 +246,32 @@ pub struct Completion {
     pub trace_id: String,
 }
 
-/// The claims of a receipt.
+/// The claims of a receipt: an AP2 v0.2 checkout receipt
+/// (`checkout_receipt.json`: `status`, `iss`, `iat`, `reference`, and
+/// `order_id` on success or `error` and `error_description` on error) plus
+/// the members this gateway adds, which that schema allows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiptClaims {
-    /// `Success`, as in the AP2 v0.2 receipt status.
+    /// `Success` or `Error` (`types/receipt_status.json`).
     pub status: String,
     pub iss: String,
     pub iat: i64,
-    /// The order id: one receipt per order.
+    /// The order id (one receipt per order), or for an error receipt the
+    /// checkout id and the instant.
     pub jti: String,
-    /// base64url(SHA-256) of the payment mandate, or the checkout id.
+    /// base64url(SHA-256) of the closed mandate the checkout was paid
+    /// under (the v0.2 closed checkout mandate's JWT, the v0.1 payment
+    /// mandate), or the checkout id without mandates.
     pub reference: String,
-    pub order_id: String,
+    /// Present if and only if `status` is `Success`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    /// Present if and only if `status` is `Error`: the stable error code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<String>,
     pub checkout_id: String,
     pub total: Amount,
     pub trace_id: String,
@@ -856,13 +869,46 @@ fn build_completion(
         iat: order.created_at.unix_timestamp(),
         jti: order.id.as_str().to_owned(),
         reference: receipt_reference(mandates, &order.checkout_id),
-        order_id: order.id.as_str().to_owned(),
+        order_id: Some(order.id.as_str().to_owned()),
+        error: None,
+        error_description: None,
         checkout_id: order.checkout_id.as_str().to_owned(),
         total: Amount::from(order.totals.total),
         trace_id: trace_id.to_owned(),
     };
     let receipt = jws::sign_compact(gw.keys.signer(), Some(RECEIPT_TYP), &claims)?;
     Ok(Completion { session, fee: order.fee, order, receipt, trace_id: trace_id.to_owned() })
+}
+
+impl Gateway {
+    /// A signed checkout receipt for a completion that failed (status
+    /// `Error`), for transports that answer a failure with one. The
+    /// reference is the closed checkout mandate presented, when it parses,
+    /// so the platform can tie the refusal to what it sent.
+    pub fn error_receipt(
+        &self,
+        session: &CheckoutSession,
+        mandates: Option<&Mandates>,
+        error: &Error,
+        trace_id: &str,
+    ) -> Result<String> {
+        let now = self.now();
+        let presented = mandates.map(stored_mandates).unwrap_or_default();
+        let claims = ReceiptClaims {
+            status: "Error".to_owned(),
+            iss: self.settings.public_base_url.clone(),
+            iat: now.unix_timestamp(),
+            jti: format!("{}:{}", session.id, now.unix_timestamp_nanos()),
+            reference: receipt_reference(&presented, &session.id),
+            order_id: None,
+            error: Some(error.code().as_str().to_owned()),
+            error_description: Some(error.message().to_owned()),
+            checkout_id: session.id.as_str().to_owned(),
+            total: Amount::from(session.totals.total),
+            trace_id: trace_id.to_owned(),
+        };
+        jws::sign_compact(self.keys.signer(), Some(RECEIPT_TYP), &claims)
+    }
 }
 
 /// Loads a session the caller may see; anyone else's reads as absent.

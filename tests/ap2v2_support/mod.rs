@@ -170,6 +170,11 @@ impl Fx {
         self.now.unix_timestamp() + offset
     }
 
+    /// The ISO 8601 date `days` from now.
+    pub fn date(&self, days: i64) -> String {
+        (self.now + time::Duration::days(days)).date().to_string()
+    }
+
     pub fn agent_keys(&self) -> PublicKeySet {
         let mut set = PublicKeySet::new();
         set.insert(key(PLATFORM).public().clone(), None).expect("one key");
@@ -220,7 +225,7 @@ impl Fx {
                     {"id": TOKEN, "type": "card", "description": "Visa 4242"}
                 ]},
                 {"type": "payment.budget", "max": 100, "currency": "USD"},
-                {"type": "payment.execution_date", "not_before": "2026-02-01", "not_after": "2026-03-31"}
+                {"type": "payment.execution_date", "not_before": self.date(-28), "not_after": self.date(30)}
             ],
             "cnf": cnf(AGENT),
             "iat": self.t(-3600),
@@ -233,7 +238,7 @@ impl Fx {
             "vct": v02::VCT_PAYMENT,
             "transaction_id": self.auth.checkout_hash,
             "payee": merchant(),
-            "payment_amount": {"amount": 3500, "currency": "USD"},
+            "payment_amount": {"amount": self.total.minor(), "currency": self.total.currency().code()},
             "payment_instrument": {"id": TOKEN, "type": "card", "description": "Visa 4242"}
         })
     }
