@@ -167,6 +167,30 @@ pub fn verify_merchant_authorization(
     Ok(())
 }
 
+/// The platform's side of [`authorize_checkout`]: the checkout JWT of a
+/// checkout response, rebuilt by putting the JCS of the checkout (without
+/// `ap2`) back into its `ap2.merchant_authorization`. Check that
+/// authorization with [`verify_merchant_authorization`] first.
+pub fn checkout_jwt_of(checkout: &Value) -> Result<MerchantAuthorization> {
+    let Some(detached) = checkout.pointer("/ap2/merchant_authorization").and_then(Value::as_str)
+    else {
+        return Err(Error::new(
+            ErrorCode::MerchantAuthorizationMissing,
+            "the checkout carries no ap2.merchant_authorization",
+        ));
+    };
+    let Some((header, signature)) = detached.split_once("..") else {
+        return Err(authorization("merchant_authorization is not a detached JWS"));
+    };
+    let payload = jws::b64url(&jws::jcs(&without_ap2(checkout))?);
+    let checkout_jwt = format!("{header}.{payload}.{signature}");
+    Ok(MerchantAuthorization {
+        detached: detached.to_owned(),
+        checkout_hash: sdjwt::hash(&checkout_jwt),
+        checkout_jwt,
+    })
+}
+
 // ---- Mandate claim sets ---------------------------------------------------------
 
 /// The closed checkout mandate (`checkout_mandate.json`).
@@ -1472,6 +1496,7 @@ mod tests {
         assert_eq!(err.code(), ErrorCode::MerchantAuthorizationInvalid);
         let err = verify_merchant_authorization(&checkout, ring.public_keys(), now).unwrap_err();
         assert_eq!(err.code(), ErrorCode::MerchantAuthorizationMissing);
+        assert_eq!(checkout_jwt_of(&response).unwrap(), auth, "the platform rebuilds the JWT");
         assert!(authorize_checkout(ring.signer(), &response).is_err(), "ap2 is never signed");
     }
 }
