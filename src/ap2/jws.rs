@@ -682,6 +682,30 @@ mod tests {
     }
 
     #[test]
+    fn an_optional_kid_loosens_nothing_else() {
+        use ErrorCode::*;
+        let optional = DecodeOptions { kid: KidRule::Optional, ..DecodeOptions::default() };
+        let no_kid = forge(json!({"alg":"ES256","typ":"kb+sd-jwt"}), "{}");
+        assert_eq!(decode_compact(&no_kid, None).unwrap_err().code(), MandateMalformed);
+        let token = decode_compact_with(&no_kid, &optional).unwrap();
+        assert_eq!((token.header().kid_opt(), token.kid()), (None, ""));
+        token.verify(signer().0.verifying_key()).unwrap();
+        let cases: Vec<(Value, ErrorCode)> = vec![
+            (json!({"alg":"none"}), AlgNotAllowed),
+            (json!({"alg":"ES256","kid":""}), MandateMalformed),
+            (json!({"alg":"ES256","kid":7}), MandateMalformed),
+            (json!({"alg":"ES256","jwk":{}}), MandateMalformed),
+            (json!({"alg":"ES256","crit":["x"]}), MandateMalformed),
+        ];
+        for (header, want) in cases {
+            let err = decode_compact_with(&forge(header.clone(), "{}"), &optional).unwrap_err();
+            assert_eq!(err.code(), want, "{header}");
+        }
+        let small = DecodeOptions { max_bytes: no_kid.len() - 1, ..optional };
+        assert_eq!(decode_compact_with(&no_kid, &small).unwrap_err().code(), PayloadTooLarge);
+    }
+
+    #[test]
     fn high_s_is_accepted_and_low_s_is_emitted() {
         let token = sign_compact(&signer(), Some("mandate+jwt"), &json!({"n": 1})).unwrap();
         let parts: Vec<&str> = token.split('.').collect();

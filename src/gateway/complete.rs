@@ -1,5 +1,6 @@
-//! Checkout completion: mandate chain → guardrail → fee → payment → atomic
-//! commit → signed receipt, exactly once.
+//! Checkout completion: mandates (an AP2 v0.1 chain or v0.2 SD-JWT
+//! mandates) → guardrail → fee → payment → atomic commit → signed receipt,
+//! exactly once.
 //!
 //! This is the pipeline of `DESIGN.md` ("The checkout pipeline"). It owns
 //! the order of the steps, the error code of each, and the rules that no
@@ -65,10 +66,12 @@
 //! # The receipt
 //!
 //! A compact JWS (ES256, `typ: receipt+jwt`, the merchant's active key),
-//! shaped after the AP2 v0.2 checkout receipt: `status` (`Success`), `iss`,
-//! `iat` (the order's creation), `reference` (the hash of the payment
-//! mandate, or the checkout id when the checkout was paid without
-//! mandates), `order_id`, plus `checkout_id`, `total` and `trace_id`. The
+//! an AP2 v0.2 checkout receipt (`checkout_receipt.json`): `status`
+//! (`Success`), `iss`, `iat` (the order's creation), `reference` (the hash
+//! of the closed mandate paid under: the v0.2 closed checkout mandate's
+//! JWT, the v0.1 payment mandate, or the checkout id without mandates),
+//! `order_id`, plus `checkout_id`, `total` and `trace_id`;
+//! [`Gateway::error_receipt`] signs the `Error` form for a failure. The
 //! platform fee is not in it: the fee is between the platform and the
 //! merchant, the buyer pays the total either way, and an agent has no use
 //! for it. It is in [`Completion::fee`] and on the order for operators.
