@@ -220,6 +220,30 @@ fn cases() -> Vec<Case> {
             },
             MandateMalformed,
         ),
+        (
+            "a platform-signed closed mandate that lost a claim on the way (KB-JWT form)",
+            |fx| {
+                let mut spec = fx.spec_kb();
+                spec.payment.root_mandate["_sd"] = json!([sdjwt::hash("execution_date withheld")]);
+                Run::of(fx, fx.build(&spec))
+            },
+            MandateMalformed,
+        ),
+        (
+            "a checkout.line_items with more requirements than the bound",
+            |fx| {
+                with(fx, |_, s| {
+                    let many: Vec<Value> = (0..65)
+                        .map(|i| {
+                            json!({"id": format!("r{i}"), "quantity": 1,
+                                        "acceptable_items": [{"id": VARIANT, "title": "T"}]})
+                        })
+                        .collect();
+                    constraint(&mut s.checkout, "checkout.line_items")["items"] = json!(many);
+                })
+            },
+            MandateMalformed,
+        ),
         // --- Key binding, hop by hop ---------------------------------------
         (
             "no key-binding hop: the open mandate alone",

@@ -1215,7 +1215,8 @@ mod tests {
     #[test]
     fn parsing_table() {
         let jwt = "aGVhZA.cGF5bG9hZA.c2ln";
-        let cases: Vec<(String, std::result::Result<(usize, bool, Vec<&str>), ErrorCode>)> = vec![
+        type Shape<'a> = std::result::Result<(usize, bool, Vec<&'a str>), ErrorCode>;
+        let cases: Vec<(String, Shape)> = vec![
             (format!("{jwt}~"), Ok((1, false, vec![]))),
             (format!("{jwt}~ZA~ZQ~"), Ok((1, false, vec!["ZA", "ZQ"]))),
             (format!("{jwt}~ZA~{jwt}"), Ok((1, true, vec!["ZA"]))),

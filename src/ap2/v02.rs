@@ -43,9 +43,10 @@
 //! this module does not know is refused (`mandate_malformed`), never
 //! ignored. A holder may withhold elements of the arrays the schemas mark
 //! selectively disclosable (`allowed`, `acceptable_items`), which only
-//! narrows a constraint; withholding anything else in an open mandate
-//! (a constraint, a bound, a pre-set claim, a decoy) is refused, because
-//! it could widen one.
+//! narrows a constraint; withholding anything else in a mandate (a
+//! constraint, a bound, a pre-set claim, a decoy) is refused, because it
+//! could widen one. Lists are bounded ([`MAX_CONSTRAINTS`],
+//! [`MAX_REQUIREMENTS`], [`MAX_LIST`]), so evaluation stays cheap.
 //!
 //! Replay: each closed mandate is reserved once; an open mandate too,
 //! unless it allows recurrence (`payment.agent_recurrence`), whose
@@ -79,6 +80,12 @@ pub const MAX_INSTRUMENT_ID: usize = 4096;
 /// Highest `max_occurrences` enforced; each use probes the reservations
 /// before it, so the count is bounded.
 pub const MAX_OCCURRENCES: u32 = 1000;
+/// Most constraints in one open mandate.
+pub const MAX_CONSTRAINTS: usize = 32;
+/// Most requirements in one `checkout.line_items`, and entries in one
+/// `allowed` or `acceptable_items` list: they size the matching below.
+pub const MAX_REQUIREMENTS: usize = 64;
+pub const MAX_LIST: usize = 256;
 
 fn scope(message: impl Into<String>) -> Error {
     Error::new(ErrorCode::MandateScopeMismatch, message)
@@ -353,6 +360,13 @@ fn constraint_fields<T: DeserializeOwned>(mut value: Map<String, Value>, kind: &
         .map_err(|e| malformed(format!("constraint {kind}: {e}")))
 }
 
+fn bounded<T>(list: &[T], max: usize, what: &str) -> Result<()> {
+    if list.len() > max {
+        return Err(malformed(format!("{what} holds more than {max} entries")));
+    }
+    Ok(())
+}
+
 fn constraint_type(value: &Value, at: usize) -> Result<(String, Map<String, Value>)> {
     match value {
         Value::Object(m) => match m.get("type") {
@@ -379,10 +393,15 @@ impl CheckoutConstraint {
         match kind.as_str() {
             "checkout.allowed_merchants" => {
                 let a: Allowed<Merchant> = constraint_fields(fields, &kind)?;
+                bounded(&a.allowed, MAX_LIST, &kind)?;
                 Ok(Self::AllowedMerchants { allowed: a.allowed })
             }
             "checkout.line_items" => {
                 let i: Items = constraint_fields(fields, &kind)?;
+                bounded(&i.items, MAX_REQUIREMENTS, &kind)?;
+                for r in &i.items {
+                    bounded(&r.acceptable_items, MAX_LIST, "acceptable_items")?;
+                }
                 if i.items.is_empty() || i.items.iter().any(|r| r.quantity == 0) {
                     return Err(malformed(
                         "checkout.line_items needs requirements with a quantity above 0",
@@ -447,15 +466,21 @@ impl PaymentConstraint {
                 }
                 Self::AgentRecurrence { frequency: r.frequency, max_occurrences: r.max_occurrences }
             }
-            "payment.allowed_payees" => Self::AllowedPayees {
-                allowed: constraint_fields::<Allowed<_>>(fields, &kind)?.allowed,
-            },
-            "payment.allowed_payment_instruments" => Self::AllowedPaymentInstruments {
-                allowed: constraint_fields::<Allowed<_>>(fields, &kind)?.allowed,
-            },
-            "payment.allowed_pisps" => Self::AllowedPisps {
-                allowed: constraint_fields::<Allowed<_>>(fields, &kind)?.allowed,
-            },
+            "payment.allowed_payees" => {
+                let a: Allowed<Merchant> = constraint_fields(fields, &kind)?;
+                bounded(&a.allowed, MAX_LIST, &kind)?;
+                Self::AllowedPayees { allowed: a.allowed }
+            }
+            "payment.allowed_payment_instruments" => {
+                let a: Allowed<PaymentInstrument> = constraint_fields(fields, &kind)?;
+                bounded(&a.allowed, MAX_LIST, &kind)?;
+                Self::AllowedPaymentInstruments { allowed: a.allowed }
+            }
+            "payment.allowed_pisps" => {
+                let a: Allowed<Pisp> = constraint_fields(fields, &kind)?;
+                bounded(&a.allowed, MAX_LIST, &kind)?;
+                Self::AllowedPisps { allowed: a.allowed }
+            }
             "payment.amount_range" => {
                 let r: Range = constraint_fields(fields, &kind)?;
                 if r.min.is_some_and(|min| min > r.max) || r.max < 0 {
@@ -772,8 +797,11 @@ fn read<T: DeserializeOwned>(hop: &Hop, what: &str) -> Result<T> {
         .map_err(|e| malformed(truncate(&format!("{what}: {e}"))))
 }
 
-/// Refuses what an open mandate withholds outside the arrays whose
-/// elements may be withheld.
+/// Refuses what a mandate withholds outside the arrays whose elements may
+/// be withheld (only open mandates have such arrays). A closed mandate
+/// withholds nothing: one signed by someone else than the presenter (a
+/// root before a KB-JWT) could otherwise lose a claim such as a later
+/// `execution_date` on the way.
 fn check_withheld(hop: &Hop, constraints: &[Value], arrays: &[&str], what: &str) -> Result<()> {
     for w in &hop.withheld {
         let narrowing = match w {
@@ -807,6 +835,7 @@ fn check_checkout_chain(chain: &VerifiedChain, view: &CheckoutView<'_>) -> Resul
     for (index, hop) in open.iter().enumerate() {
         vct(hop, index, VCT_CHECKOUT_OPEN, what)?;
         let mandate: OpenCheckoutMandate = read(hop, "open checkout mandate")?;
+        bounded(&mandate.constraints, MAX_CONSTRAINTS, "constraints")?;
         check_withheld(hop, &mandate.constraints, &["checkout.allowed_merchants"], what)?;
         let constraints = mandate
             .constraints
@@ -822,6 +851,7 @@ fn check_checkout_chain(chain: &VerifiedChain, view: &CheckoutView<'_>) -> Resul
         constraints_of.push(constraints);
     }
     vct(closed, open.len(), VCT_CHECKOUT, what)?;
+    check_withheld(closed, &[], &[], what)?;
     let mandate: CheckoutMandate = read(closed, "checkout mandate")?;
     let checkout_jwt = mandate
         .checkout_jwt
@@ -963,8 +993,8 @@ impl Flow {
             parent[source] = source;
             let mut queue = std::collections::VecDeque::from([source]);
             while let Some(u) = queue.pop_front() {
-                for v in 0..n {
-                    if parent[v] == usize::MAX && self.capacity[u][v] > 0 {
+                for (v, &capacity) in self.capacity[u].iter().enumerate() {
+                    if parent[v] == usize::MAX && capacity > 0 {
                         parent[v] = u;
                         queue.push_back(v);
                     }
@@ -1034,6 +1064,7 @@ fn check_payment_chain(
     let (closed_hop, open) =
         chain.hops.split_last().ok_or_else(|| malformed("no payment mandate"))?;
     vct(closed_hop, open.len(), VCT_PAYMENT, what)?;
+    check_withheld(closed_hop, &[], &[], what)?;
     let closed: PaymentMandate = read(closed_hop, "payment mandate")?;
     if closed.transaction_id != view.authorization.checkout_hash {
         return Err(scope("the payment mandate pays for another checkout (transaction_id)"));
@@ -1069,6 +1100,7 @@ fn check_payment_chain(
     for (index, hop) in open.iter().enumerate() {
         vct(hop, index, VCT_PAYMENT_OPEN, what)?;
         let mandate: OpenPaymentMandate = read(hop, "open payment mandate")?;
+        bounded(&mandate.constraints, MAX_CONSTRAINTS, "constraints")?;
         check_withheld(
             hop,
             &mandate.constraints,
@@ -1336,7 +1368,8 @@ mod tests {
     #[test]
     fn line_items_are_matched_as_a_flow() {
         let shoes_socks: &[(&[&str], u32)] = &[(&["red", "blue"], 1), (&["socks"], 1)];
-        let cases: Vec<(&str, &[(&[&str], u32)], Vec<(&str, u64)>, bool)> = vec![
+        type Case<'a> = (&'a str, &'a [(&'a [&'a str], u32)], Vec<(&'a str, u64)>, bool);
+        let cases: Vec<Case> = vec![
             ("red and socks", shoes_socks, vec![("red", 1), ("socks", 1)], true),
             ("blue and socks", shoes_socks, vec![("blue", 1), ("socks", 1)], true),
             ("red and blue", shoes_socks, vec![("red", 1), ("blue", 1)], false),

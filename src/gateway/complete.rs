@@ -1053,7 +1053,7 @@ async fn recovered_mandates(gw: &Gateway, ctx: &Ctx<'_>, session: &CheckoutSessi
 
 /// Mandates that verified, of either generation.
 enum Verified {
-    V01(VerifiedChain),
+    V01(Box<VerifiedChain>),
     V02(Box<VerifiedMandates>),
 }
 
@@ -1130,9 +1130,9 @@ async fn verify_request_mandates(
              payment mandate as the instrument's credential token; there is no unprotected \
              fallback",
         )),
-        (Some(Mandates::V01(c)), false) => {
-            verify_mandates(gw, session, c, ctx.request, now).await.map(|c| Some(Verified::V01(c)))
-        }
+        (Some(Mandates::V01(c)), false) => verify_mandates(gw, session, c, ctx.request, now)
+            .await
+            .map(|c| Some(Verified::V01(Box::new(c)))),
         (None, false) if gw.settings.require_mandates => Err(Error::new(
             ErrorCode::MandateRequired,
             "this merchant completes checkouts only with AP2 mandates (a v0.1 intent, cart \
