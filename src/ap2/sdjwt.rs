@@ -50,14 +50,14 @@
 //!
 //! # Why this is hand-written
 //!
-//! The crates.io SD-JWT crates were evaluated and do not fit: `sd-jwt-rs`
+//! The published Rust SD-JWT crates were evaluated and do not fit: `sd-jwt-rs`
 //! implements draft 07 rather than RFC 9901 and verifies signatures
 //! through `jsonwebtoken`, outside this gateway's pinned ES256 header
 //! policy (`jws`); `sd-jwt-payload` brings `anyhow` and a second crypto
 //! stack, parses one SD-JWT with its own lenient JWT reader, and neither
 //! understands `~~` delegation chains, `kb+sd-jwt` hops or
 //! `delegate_payload`. What is needed on top of `jws` is the disclosure
-//! resolver and the hop rules, a few hundred lines tested against the RFC
+//! resolver and the hop rules, written here and tested against the RFC
 //! examples below.
 
 use std::collections::{HashMap, HashSet};
