@@ -9,3 +9,11 @@ mod support;
 fn python_jose_mandates_are_accepted() {
     support::run_pytest("test_mandates_interop.py", &[]);
 }
+
+/// An agent built from the v0.2 section of `docs/mandates.md` with the PyPI
+/// `sd-jwt` library (on `jwcrypto`) gets its SD-JWT mandates accepted by
+/// `agentgate mandate verify-v2`, and tampered ones refused with their codes.
+#[test]
+fn python_sd_jwt_mandates_are_accepted() {
+    support::run_pytest("test_sdjwt_interop.py", &[]);
+}

@@ -14,9 +14,10 @@ mod mandates;
 mod orders;
 
 pub use complete::{
-    CompleteRequest, Completion, MandateChain, ReceiptClaims, RenderResponse, RECEIPT_TYP,
+    CompleteRequest, Completion, MandateChain, Mandates, MandatesV02, ReceiptClaims,
+    RenderResponse, RECEIPT_TYP,
 };
-pub use mandates::{CartMandate, CART_MANDATE_TTL};
+pub use mandates::{CartMandate, SignedCheckout, CART_MANDATE_TTL};
 pub use orders::OrderView;
 
 use std::sync::Arc;
