@@ -52,3 +52,31 @@ pub fn python() -> Option<PathBuf> {
         }
     }
 }
+
+/// Runs one pytest file from `tests/python/` with the CI venv, giving it the
+/// freshly built binary as `AGENTGATE_BIN` plus `env`, and fails the test
+/// with pytest's output if any Python test fails. Returns false (after
+/// saying so) when the venv is not available outside CI.
+pub fn run_pytest(file: &str, env: &[(&str, &str)]) -> bool {
+    let Some(python) = python() else { return false };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = std::process::Command::new(python);
+    cmd.current_dir(&root)
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .arg(root.join("tests/python").join(file))
+        .env("AGENTGATE_BIN", env!("CARGO_BIN_EXE_agentgate"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("pytest starts");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{text}");
+    assert!(out.status.success(), "pytest {file} failed:\n{text}");
+    // pytest exits 5 when it collected nothing; success means tests ran.
+    assert!(text.contains(" passed"), "pytest {file} ran no test:\n{text}");
+    true
+}
