@@ -33,6 +33,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(settings.log_format);
             agentgate::bootstrap::serve(settings).await
         }
+        Command::Stdio(args) => {
+            let settings = Settings::load(cli.config.as_deref(), &args.overrides())?;
+            init_logging(settings.log_format);
+            agentgate::bootstrap::stdio(settings).await
+        }
         Command::Catalog(cmd) => agentgate::cli::catalog::run(cmd).await,
         Command::Keys(cmd) => agentgate::cli::keys::run(cmd),
         Command::Mandate(cmd) => agentgate::cli::mandate::run(cmd),

@@ -29,6 +29,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP gateway.
     Serve(ServeArgs),
+    /// Serve the MCP gateway tools on stdin/stdout, for a local MCP client
+    /// (Claude Desktop, Cursor, VS Code). Logs go to stderr.
+    Stdio(StdioArgs),
     /// Manage the embedded catalog.
     #[command(subcommand)]
     Catalog(catalog::CatalogCommand),
@@ -51,6 +54,22 @@ pub struct ServeArgs {
     /// Log format [default: human].
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StdioArgs {
+    /// Directory for the store and generated keys [default: ./data].
+    #[arg(long, env = "AGENTGATE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log format on stderr [default: human].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl StdioArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides { listen: None, data_dir: self.data_dir.clone(), log_format: self.log_format }
+    }
 }
 
 impl ServeArgs {
