@@ -66,10 +66,8 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     let max_body = state.gateway.settings().max_body_bytes;
     let timeout = state.gateway.settings().request_timeout;
-    let mcp_gateway = crate::mcp::transport::gateway_service(
-        Arc::clone(&state.mcp),
-        state.gateway.settings(),
-    );
+    let mcp_gateway =
+        crate::mcp::transport::gateway_service(Arc::clone(&state.mcp), state.gateway.settings());
     let mcp_ucp =
         crate::mcp::transport::ucp_service(Arc::clone(&state.mcp), state.gateway.settings());
     let routes = Router::new()

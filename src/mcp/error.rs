@@ -82,7 +82,6 @@ impl IntoCallToolResult for ToolError {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

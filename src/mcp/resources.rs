@@ -88,7 +88,11 @@ fn document(uri: &str, value: &Value) -> ReadResourceResult {
 }
 
 /// Reads one resource for `caller`.
-pub async fn read(edge: &Edge, caller: &Caller, uri: &str) -> Result<ReadResourceResult, ErrorData> {
+pub async fn read(
+    edge: &Edge,
+    caller: &Caller,
+    uri: &str,
+) -> Result<ReadResourceResult, ErrorData> {
     let value = match uri {
         INVENTORY => inventory(edge).await,
         CATEGORIES => edge.gateway.categories().await.map(|tree| json!({ "categories": tree })),
@@ -106,7 +110,8 @@ async fn inventory(edge: &Edge) -> crate::domain::Result<Value> {
     let mut products = Vec::new();
     let mut cursor = None;
     let truncated = loop {
-        let query = SearchQuery { limit: SNAPSHOT_PAGE, cursor: cursor.take(), ..Default::default() };
+        let query =
+            SearchQuery { limit: SNAPSHOT_PAGE, cursor: cursor.take(), ..Default::default() };
         let page = edge.gateway.search(&query).await?;
         products.extend(page.products.iter().map(ProductView::from));
         match page.next_cursor {

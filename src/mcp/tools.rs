@@ -356,7 +356,11 @@ and taken only at execute_checkout. Next step: negotiate_terms with the cart_id.
 }
 
 impl GatewayServer {
-    async fn run_cart_action(&self, caller: &Caller, args: ManageCartArgs) -> Result<Cart, ToolError> {
+    async fn run_cart_action(
+        &self,
+        caller: &Caller,
+        args: ManageCartArgs,
+    ) -> Result<Cart, ToolError> {
         let gateway = self.gateway();
         let action = match args.action {
             CartAction::Create => "create",
@@ -371,7 +375,9 @@ impl GatewayServer {
                 return Err(ToolError::invalid("create makes a new cart; leave cart_id out"));
             }
             let lines = match args.variant_id.as_deref().map(str::trim) {
-                Some(v) if !v.is_empty() => vec![(VariantId::parse(v)?, quantity(args.quantity, 1)?)],
+                Some(v) if !v.is_empty() => {
+                    vec![(VariantId::parse(v)?, quantity(args.quantity, 1)?)]
+                }
                 _ if args.quantity.is_some() => {
                     return Err(ToolError::invalid("quantity needs a variant_id"));
                 }
