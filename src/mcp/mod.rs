@@ -71,11 +71,9 @@ pub struct GatewayServer {
 
 impl GatewayServer {
     pub fn new(edge: Arc<Edge>) -> Self {
-        Self {
-            edge,
-            tools: Arc::new(Self::tool_router()),
-            prompts: Arc::new(Self::prompt_router()),
-        }
+        let mut tools = Self::tool_router();
+        schema::tidy_router(&mut tools);
+        Self { edge, tools: Arc::new(tools), prompts: Arc::new(Self::prompt_router()) }
     }
 
     fn gateway(&self) -> &Gateway {

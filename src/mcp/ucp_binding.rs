@@ -23,7 +23,9 @@ pub struct UcpServer {
 
 impl UcpServer {
     pub fn new(edge: Arc<Edge>) -> Self {
-        Self { edge, tools: Arc::new(Self::tool_router()) }
+        let mut tools = Self::tool_router();
+        super::schema::tidy_router(&mut tools);
+        Self { edge, tools: Arc::new(tools) }
     }
 
     pub fn tools(&self) -> Vec<Tool> {
