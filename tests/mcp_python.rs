@@ -1,0 +1,67 @@
+//! A real MCP client, the Python SDK (`mcp` 2.x), shops at the real binary
+//! over streamable HTTP and over stdio: `tests/python/test_mcp_client.py`.
+//!
+//! This test starts `agentgate serve` on a free loopback port with a
+//! temporary data dir and hands pytest its URL; the Python side starts its
+//! own `agentgate stdio` processes.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Kills the server when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `agentgate serve` on port 0 and reads the bound address from its
+/// JSON log on stderr.
+fn serve(data_dir: &std::path::Path) -> (Running, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agentgate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir"])
+        .arg(data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agentgate starts");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let running = Running(child);
+    let (tx, rx) = mpsc::channel();
+    // Keep draining stderr for the server's whole life, so a full pipe can
+    // never stall it.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                if let Some(addr) = v.get("address").and_then(|a| a.as_str()) {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("the server logs its address");
+    (running, format!("http://{addr}/mcp"))
+}
+
+#[test]
+fn the_python_sdk_shops_over_http_and_stdio() {
+    if support::python().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_server, url) = serve(&dir.path().join("http"));
+    let stdio_dir = dir.path().join("stdio");
+    let stdio_dir = stdio_dir.to_string_lossy();
+    support::run_pytest(
+        "test_mcp_client.py",
+        &[("AGENTGATE_MCP_URL", url.as_str()), ("AGENTGATE_TEST_STDIO_DATA", &stdio_dir)],
+    );
+}
