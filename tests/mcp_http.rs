@@ -4,7 +4,7 @@
 
 mod mcp_support;
 
-use mcp_support::{start, Client, REVISIONS};
+use mcp_support::{start, start_wrapped, Client, REVISIONS};
 use serde_json::{json, Value};
 
 async fn first_variant(client: &Client) -> String {
@@ -367,4 +367,54 @@ async fn structured_content_matches_each_output_schema() {
     for name in schemas.keys() {
         assert!(checked.contains(name.as_str()), "no sample call for {name}");
     }
+}
+
+/// The caller comes from the request's extensions, where an auth layer
+/// puts it: a cart created by one subject is invisible to another.
+#[tokio::test]
+async fn the_caller_is_read_from_request_extensions() {
+    use agentgate::gateway::Caller;
+    let server = start_wrapped(
+        |_| {},
+        |router| {
+            router.layer(axum::middleware::map_request(|mut req: axum::extract::Request| async {
+                let subject = req
+                    .headers()
+                    .get("x-test-subject")
+                    .and_then(|v| v.to_str().ok())
+                    .map(Caller::subject)
+                    .unwrap_or_else(Caller::anonymous);
+                req.extensions_mut().insert(subject);
+                req
+            }))
+        },
+    )
+    .await;
+    let url = format!("{}/mcp", server.base);
+    let cart = |subject: &'static str, args: Value| {
+        let url = url.clone();
+        async move {
+            let reply: Value = reqwest::Client::new()
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-protocol-version", "2025-11-25")
+                .header("x-test-subject", subject)
+                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                              "params": {"name": "manage_cart", "arguments": args}}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            reply["result"].clone()
+        }
+    };
+    let created = cart("alice", json!({"action": "create"})).await;
+    let id = created["structuredContent"]["cart_id"].as_str().unwrap().to_owned();
+    let mine = cart("alice", json!({"action": "get", "cart_id": id})).await;
+    assert_eq!(mine["isError"], false, "{mine}");
+    let theirs = cart("bob", json!({"action": "get", "cart_id": id})).await;
+    assert_eq!(theirs["structuredContent"]["code"], "not_found", "{theirs}");
 }

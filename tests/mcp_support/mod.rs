@@ -34,6 +34,15 @@ pub async fn start() -> Server {
 }
 
 pub async fn start_with(adjust: impl FnOnce(&mut Settings)) -> Server {
+    start_wrapped(adjust, |router| router).await
+}
+
+/// Starts the app with `wrap` applied to its router, e.g. a layer that
+/// authenticates callers the way the auth layer will.
+pub async fn start_wrapped(
+    adjust: impl FnOnce(&mut Settings),
+    wrap: impl FnOnce(axum::Router) -> axum::Router,
+) -> Server {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = Settings::for_data_dir(dir.path());
     adjust(&mut settings);
@@ -42,7 +51,7 @@ pub async fn start_with(adjust: impl FnOnce(&mut Settings)) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let router = agentgate::http::app(app.state);
+    let router = wrap(agentgate::http::app(app.state));
     tokio::spawn(async move {
         let _ = axum::serve(listener, router)
             .with_graceful_shutdown(async {
