@@ -10,7 +10,7 @@ use crate::adapters::keyfile::{self, KeyMaterial, KeySource};
 use crate::adapters::payments::SandboxPayments;
 use crate::adapters::profile_fetcher::HttpProfileFetcher;
 use crate::adapters::sqlite::{self, Db, SqliteCatalog, SqliteStore};
-use crate::ap2::KeyRing;
+use crate::ap2::{KeyRing, PublicKeySet};
 use crate::gateway::Gateway;
 use crate::http::{self, AppState};
 use crate::ports::{Catalog, Clock, SearchQuery, SystemClock};
@@ -65,6 +65,22 @@ async fn seed_catalog(settings: &Settings, catalog: &SqliteCatalog) -> anyhow::R
     Ok(())
 }
 
+/// Reads `trusted_agent_jwks_file`, so a missing or bad key set stops the
+/// process at startup rather than failing every checkout.
+fn load_trusted_agent_keys(settings: &Settings) -> anyhow::Result<PublicKeySet> {
+    let Some(path) = &settings.trusted_agent_jwks_file else { return Ok(PublicKeySet::new()) };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        anyhow::anyhow!("cannot read trusted_agent_jwks_file {}: {e}", path.display())
+    })?;
+    let keys = PublicKeySet::from_jwks_json(&text).map_err(|e| {
+        anyhow::anyhow!("trusted_agent_jwks_file {}: {}", path.display(), e.message())
+    })?;
+    if keys.is_empty() {
+        anyhow::bail!("trusted_agent_jwks_file {} holds no EC P-256 key", path.display());
+    }
+    Ok(keys)
+}
+
 /// Builds the application from checked settings: opens (or creates) the
 /// store in the data dir, imports the catalog on first start, and loads or
 /// generates the merchant signing key.
@@ -82,15 +98,19 @@ pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
     let payments = Arc::new(SandboxPayments::new(settings.public_base_url.clone()));
     let jwks = keys.jwks(clock.now());
     let settings_for_fetcher = settings.clone();
-    let gateway = Arc::new(Gateway::new(
-        Arc::new(settings),
-        Arc::clone(&keys),
-        store.clone(),
-        catalog.clone(),
-        payments.clone(),
-        Arc::new(HttpProfileFetcher::from_settings(&settings_for_fetcher, Arc::clone(&clock))),
-        clock,
-    ));
+    let trusted_agent_keys = load_trusted_agent_keys(&settings)?;
+    let gateway = Arc::new(
+        Gateway::new(
+            Arc::new(settings),
+            Arc::clone(&keys),
+            store.clone(),
+            catalog.clone(),
+            payments.clone(),
+            Arc::new(HttpProfileFetcher::from_settings(&settings_for_fetcher, Arc::clone(&clock))),
+            clock,
+        )
+        .with_trusted_agent_keys(trusted_agent_keys),
+    );
     let state = AppState::new(Arc::clone(&gateway), jwks);
     Ok(App { state, gateway, store, catalog, payments, keys })
 }

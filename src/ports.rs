@@ -260,6 +260,12 @@ pub trait Payments: Send + Sync + 'static {
     /// The processor name used in profiles and records (`sandbox`, `stripe`).
     fn name(&self) -> &str;
     async fn charge(&self, request: &ChargeRequest) -> Result<ChargeOutcome>;
+    /// The outcome of the charge made under `idempotency_key`, or `None`
+    /// when the processor never saw that key. This is a lookup and moves no
+    /// money: checkout recovery asks it, after a crash between the charge
+    /// and the commit, to decide between finishing the commit and rolling
+    /// back, so recovery itself never charges.
+    async fn find_charge(&self, idempotency_key: &str) -> Result<Option<ChargeOutcome>>;
     async fn refund(&self, request: &RefundRequest) -> Result<String>;
     async fn status(&self, reference: &str) -> Result<PaymentStatus>;
 }

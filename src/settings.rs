@@ -59,6 +59,15 @@ pub struct RawSettings {
     /// still apply. On, it opens the gateway to SSRF against its own
     /// network.
     pub allow_private_profile_hosts: bool,
+    /// Whether completing a checkout needs the AP2 mandate chain. Off by
+    /// default so the UCP REST sandbox flow (a payment token, no mandates)
+    /// works out of the box; the MCP `execute_checkout` tool always sends
+    /// mandates, and mandates that are sent are always verified.
+    pub require_mandates: bool,
+    /// A JWKS file of agent platform keys the merchant trusts without
+    /// fetching a profile (for platforms without a reachable profile, or to
+    /// pin keys). Loaded and checked at startup.
+    pub trusted_agent_jwks_file: Option<PathBuf>,
     /// The checkout guardrail (`[guardrail]`).
     pub guardrail: GuardrailConfig,
     /// The platform fee (`[fees]`).
@@ -126,6 +135,8 @@ impl Default for RawSettings {
             max_body_bytes: 256 * 1024,
             request_timeout_secs: 30,
             allow_private_profile_hosts: false,
+            require_mandates: false,
+            trusted_agent_jwks_file: None,
             guardrail: GuardrailConfig::default(),
             fees: FeePolicy::default(),
             mcp_allowed_hosts: LOOPBACK_HOSTS.iter().map(|h| (*h).to_owned()).collect(),
@@ -155,6 +166,10 @@ pub struct Settings {
     pub request_timeout: std::time::Duration,
     /// See [`RawSettings::allow_private_profile_hosts`]: tests only.
     pub allow_private_profile_hosts: bool,
+    /// See [`RawSettings::require_mandates`].
+    pub require_mandates: bool,
+    /// See [`RawSettings::trusted_agent_jwks_file`].
+    pub trusted_agent_jwks_file: Option<PathBuf>,
     pub guardrail: GuardrailConfig,
     pub fees: FeePolicy,
     /// See [`RawSettings::mcp_allowed_hosts`]; includes the public host.
@@ -277,6 +292,8 @@ impl Settings {
             max_body_bytes: raw.max_body_bytes,
             request_timeout: std::time::Duration::from_secs(raw.request_timeout_secs),
             allow_private_profile_hosts: raw.allow_private_profile_hosts,
+            require_mandates: raw.require_mandates,
+            trusted_agent_jwks_file: raw.trusted_agent_jwks_file,
             guardrail: raw.guardrail,
             fees: raw.fees,
             mcp_allowed_hosts,

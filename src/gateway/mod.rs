@@ -5,9 +5,19 @@
 //! once. The gateway owns the ports and the pure core; it decides nothing
 //! about wire formats.
 
+mod complete;
+mod mandates;
+mod orders;
+
+pub use complete::{
+    CompleteRequest, Completion, MandateChain, ReceiptClaims, RenderResponse, RECEIPT_TYP,
+};
+pub use mandates::{CartMandate, CART_MANDATE_TTL};
+pub use orders::OrderView;
+
 use std::sync::Arc;
 
-use crate::ap2::KeyRing;
+use crate::ap2::{KeyRing, PublicKeySet};
 use crate::domain::{
     Cart, CartId, CartLine, CategoryNode, Error, ErrorCode, Product, ProductId, Result, VariantId,
 };
@@ -75,6 +85,8 @@ pub struct Gateway {
     payments: Arc<dyn Payments>,
     profiles: Arc<dyn ProfileFetcher>,
     clock: Arc<dyn Clock>,
+    /// Agent platform keys the merchant configured (`trusted_agent_jwks_file`).
+    trusted_agent_keys: PublicKeySet,
 }
 
 impl Gateway {
@@ -87,7 +99,23 @@ impl Gateway {
         profiles: Arc<dyn ProfileFetcher>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { settings, keys, store, catalog, payments, profiles, clock }
+        Self {
+            settings,
+            keys,
+            store,
+            catalog,
+            payments,
+            profiles,
+            clock,
+            trusted_agent_keys: PublicKeySet::new(),
+        }
+    }
+
+    /// Adds the agent platform keys the merchant trusts without a profile
+    /// fetch (loaded by bootstrap from `trusted_agent_jwks_file`).
+    pub fn with_trusted_agent_keys(mut self, keys: PublicKeySet) -> Self {
+        self.trusted_agent_keys = keys;
+        self
     }
 
     pub fn settings(&self) -> &Settings {

@@ -9,8 +9,9 @@
 //! | anything else        | declined (`unknown_token`)                     |
 //!
 //! Like a real processor it honours idempotency keys: a repeated key returns
-//! the first outcome and moves no money. Every call is recorded, so tests
-//! can assert "exactly one charge".
+//! the first outcome and moves no money, and `find_charge` looks a key up
+//! without charging. Every charge and refund call is recorded, so tests can
+//! assert "exactly one charge".
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -126,6 +127,11 @@ impl Payments for SandboxPayments {
         Ok(outcome)
     }
 
+    async fn find_charge(&self, idempotency_key: &str) -> Result<Option<ChargeOutcome>> {
+        // A lookup, not a call that could move money, so it is not recorded.
+        Ok(self.lock().charges_by_key.get(idempotency_key).cloned())
+    }
+
     async fn refund(&self, req: &RefundRequest) -> Result<String> {
         let mut st = self.lock();
         if let Some(prior) = st.refunds_by_key.get(&req.idempotency_key).cloned() {
@@ -218,6 +224,9 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(p.successful_charges(), 1);
         assert_eq!(p.calls().len(), 2);
+        assert_eq!(p.find_charge("same").await.unwrap(), Some(a.clone()), "found by its key");
+        assert_eq!(p.find_charge("other").await.unwrap(), None, "an unseen key is no charge");
+        assert_eq!(p.calls().len(), 2, "a lookup is not a call");
         let ChargeOutcome::Succeeded { reference } = a else { panic!("expected success") };
         let refund = RefundRequest {
             idempotency_key: "r1".into(),
