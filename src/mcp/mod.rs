@@ -21,6 +21,7 @@ mod schema;
 pub mod tools;
 pub mod transport;
 pub mod ucp_binding;
+pub mod views;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -11,9 +11,9 @@ use rmcp::model::{ReadResourceResult, Resource, ResourceContents, ResourceTempla
 use rmcp::ErrorData;
 use serde_json::{json, Value};
 
-use super::tools::ProductView;
+use super::views::{OrderView, ProductView};
 use super::Edge;
-use crate::domain::{Error, ErrorCode};
+use crate::domain::{Error, ErrorCode, OrderId};
 use crate::gateway::Caller;
 use crate::ports::SearchQuery;
 
@@ -138,6 +138,9 @@ fn policies(edge: &Edge) -> Value {
     })
 }
 
-async fn order(_edge: &Edge, _caller: &Caller, id: &str) -> crate::domain::Result<Value> {
-    Err(Error::not_found(format!("order {id} does not exist")))
+async fn order(edge: &Edge, caller: &Caller, id: &str) -> crate::domain::Result<Value> {
+    // A malformed id reads like a missing order: both are "not found".
+    let id = OrderId::parse(id).map_err(|_| Error::not_found(format!("no order {id}")))?;
+    let view = edge.gateway.get_order(caller, &id).await?;
+    serde_json::to_value(OrderView::from(&view)).map_err(Error::internal)
 }

@@ -15,13 +15,14 @@ use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::{tool, tool_router, Json};
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::error::ToolError;
 use super::schema::flat_input;
+use super::views::{CartView, InventoryPage, OrderView, ProductView};
 use super::GatewayServer;
 use crate::domain::cart::MAX_LINE_QUANTITY;
-use crate::domain::{Cart, CartId, Money, Product, StockState, VariantId};
+use crate::domain::{Cart, CartId, OrderId, VariantId};
 use crate::gateway::{Caller, CartChange};
 use crate::ports::SearchQuery;
 
@@ -58,88 +59,6 @@ pub struct ScoutInventoryArgs {
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page, to get the next one.
     pub cursor: Option<String>,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct InventoryPage {
-    /// Matching products, best match first. Each comes whole, with all its
-    /// variants and their current prices and stock.
-    pub products: Vec<ProductView>,
-    /// Pass this as `cursor` to get the next page; null on the last page.
-    pub next_cursor: Option<String>,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct ProductView {
-    pub product_id: String,
-    pub title: String,
-    pub description: String,
-    pub category: String,
-    pub tags: Vec<String>,
-    pub image_url: Option<String>,
-    /// The purchasable options. Carts and checkouts take a `variant_id`.
-    pub variants: Vec<VariantView>,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct VariantView {
-    /// The id to put in a cart.
-    pub variant_id: String,
-    pub sku: String,
-    /// The option name, such as a size or colour; empty for single-variant
-    /// products.
-    pub title: String,
-    /// Current unit price in minor units (cents for USD).
-    pub price: i64,
-    /// ISO 4217 currency code.
-    pub currency: String,
-    /// The price as people read it, e.g. "USD 58.00".
-    pub price_display: String,
-    pub stock_state: StockView,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum StockView {
-    InStock,
-    LowStock,
-    OutOfStock,
-}
-
-impl From<StockState> for StockView {
-    fn from(s: StockState) -> Self {
-        match s {
-            StockState::InStock => Self::InStock,
-            StockState::LowStock => Self::LowStock,
-            StockState::OutOfStock => Self::OutOfStock,
-        }
-    }
-}
-
-impl From<&Product> for ProductView {
-    fn from(p: &Product) -> Self {
-        Self {
-            product_id: p.id.to_string(),
-            title: p.title.clone(),
-            description: p.description.clone(),
-            category: p.category.clone(),
-            tags: p.tags.clone(),
-            image_url: p.image_url.clone(),
-            variants: p
-                .variants
-                .iter()
-                .map(|v| VariantView {
-                    variant_id: v.id.to_string(),
-                    sku: v.sku.to_string(),
-                    title: v.title.clone(),
-                    price: v.price.minor(),
-                    currency: v.price.currency().code().to_owned(),
-                    price_display: v.price.to_string(),
-                    stock_state: v.stock_state().into(),
-                })
-                .collect(),
-        }
-    }
 }
 
 impl ScoutInventoryArgs {
@@ -205,79 +124,6 @@ pub struct ManageCartArgs {
     pub quantity: Option<i64>,
 }
 
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct CartView {
-    pub cart_id: String,
-    /// `active` or `canceled`.
-    pub status: String,
-    /// ISO 4217 currency code of every amount in the cart.
-    pub currency: String,
-    /// The lines, re-priced from the catalog on every read.
-    pub lines: Vec<CartLineView>,
-    /// Sum of the line totals in minor units, before shipping, tax and
-    /// discounts (negotiate_terms computes those).
-    pub subtotal: i64,
-    /// The subtotal as people read it, e.g. "USD 116.00".
-    pub subtotal_display: String,
-    /// Total units across all lines.
-    pub item_count: u64,
-    /// RFC 3339 time after which the cart can no longer be changed.
-    pub expires_at: String,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct CartLineView {
-    pub variant_id: String,
-    pub product_id: String,
-    pub sku: String,
-    pub title: String,
-    pub quantity: u32,
-    /// Current unit price in minor units.
-    pub unit_price: i64,
-    /// unit_price × quantity, in minor units.
-    pub line_total: i64,
-}
-
-impl TryFrom<&Cart> for CartView {
-    type Error = ToolError;
-
-    fn try_from(cart: &Cart) -> Result<Self, ToolError> {
-        let lines = cart
-            .lines
-            .iter()
-            .map(|l| {
-                Ok(CartLineView {
-                    variant_id: l.variant_id.to_string(),
-                    product_id: l.product_id.to_string(),
-                    sku: l.sku.to_string(),
-                    title: l.title.clone(),
-                    quantity: l.quantity,
-                    unit_price: l.unit_price.minor(),
-                    line_total: l.line_total()?.minor(),
-                })
-            })
-            .collect::<crate::domain::Result<Vec<_>>>()?;
-        let subtotal: Money = cart.subtotal()?;
-        Ok(Self {
-            cart_id: cart.id.to_string(),
-            status: cart.status().as_str().to_owned(),
-            currency: cart.currency.code().to_owned(),
-            item_count: cart.lines.iter().map(|l| u64::from(l.quantity)).sum(),
-            subtotal: subtotal.minor(),
-            subtotal_display: subtotal.to_string(),
-            lines,
-            expires_at: rfc3339(cart.expires_at),
-        })
-    }
-}
-
-/// Formats a timestamp for output; a time outside RFC 3339's range cannot
-/// come from the gateway's own clock, so it degrades to an empty string
-/// rather than failing the call.
-pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
-}
-
 fn required<'a>(value: &'a Option<String>, name: &str, action: &str) -> Result<&'a str, ToolError> {
     value
         .as_deref()
@@ -295,6 +141,16 @@ fn quantity(raw: Option<i64>, min: i64) -> Result<u32, ToolError> {
         ));
     }
     Ok(q as u32)
+}
+
+// ---- track_order ---------------------------------------------------------------
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(transform = flat_input)]
+pub struct TrackOrderArgs {
+    /// The order id execute_checkout returned (starts with ord_).
+    pub order_id: String,
 }
 
 // ---- the tools -------------------------------------------------------------------
@@ -352,6 +208,30 @@ and taken only at execute_checkout. Next step: negotiate_terms with the cart_id.
     ) -> Result<Json<CartView>, ToolError> {
         let cart = self.run_cart_action(&caller, args).await?;
         Ok(Json(CartView::try_from(&cart)?))
+    }
+
+    #[tool(
+        name = "track_order",
+        title = "Track an order",
+        description = "Look up one of your orders by order_id (from execute_checkout): its \
+status, lines, totals, the payment, shipments with carrier and tracking number, and every event \
+so far. Only orders placed by the same caller are visible; any other id reads as not_found. \
+Read-only; report what it returns and do not speculate beyond it.",
+        annotations(
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    pub async fn track_order(
+        &self,
+        Extension(caller): Extension<Caller>,
+        Parameters(args): Parameters<TrackOrderArgs>,
+    ) -> Result<Json<OrderView>, ToolError> {
+        let id = OrderId::parse(args.order_id.trim())?;
+        let view = self.gateway().get_order(&caller, &id).await?;
+        Ok(Json(OrderView::from(&view)))
     }
 }
 
