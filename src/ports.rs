@@ -139,6 +139,20 @@ pub trait Store: Send + Sync + 'static {
     async fn idempotency_release(&self, key: &str) -> Result<()>;
     async fn idempotency_get(&self, key: &str) -> Result<Option<IdempotencyRecord>>;
 
+    /// How many completed checkouts applied the discount `code` (upper
+    /// case, as sessions record it). A use is consumed when its checkout
+    /// completes, so this counts from the sessions themselves and needs no
+    /// counter of its own. Backends that cannot count answer an error, and
+    /// the gateway then refuses codes with a usage limit rather than
+    /// assume the limit unreached.
+    async fn discount_uses(&self, code: &str) -> Result<u64> {
+        let _ = code;
+        Err(crate::domain::Error::new(
+            crate::domain::ErrorCode::StoreUnavailable,
+            "this store cannot count discount uses",
+        ))
+    }
+
     /// Put-if-absent of a mandate id; `true` when newly reserved, `false`
     /// when it was reserved before (a replay).
     async fn reserve_mandate_id(&self, id: &str, keep_until: OffsetDateTime) -> Result<bool>;

@@ -18,6 +18,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{Currency, Error, Result};
 use crate::policy::{FeePolicy, GuardrailConfig};
+use crate::ucp::pricing::{DiscountConfig, ShippingConfig};
+
+/// A policy page shown to buyers at checkout (UCP `link.json`): terms,
+/// privacy, refunds and the like.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyLink {
+    /// Well-known values: `privacy_policy`, `terms_of_service`,
+    /// `refund_policy`, `shipping_policy`, `faq`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -85,6 +100,13 @@ pub struct RawSettings {
     pub mcp_allowed_origins: Vec<String>,
     /// The store policies agents read before buying (`[policies]`).
     pub policies: StorePolicies,
+    /// Shipping rates and pickup (`[shipping]`).
+    pub shipping: ShippingConfig,
+    /// Discount codes (`[discounts]`).
+    pub discounts: DiscountConfig,
+    /// Policy links every checkout shows (`[[policy_links]]`). Empty means
+    /// terms, privacy and refund pages under `public_base_url`.
+    pub policy_links: Vec<PolicyLink>,
 }
 
 /// Store policies shown to agents (the MCP policies resource and the
@@ -142,6 +164,9 @@ impl Default for RawSettings {
             mcp_allowed_hosts: LOOPBACK_HOSTS.iter().map(|h| (*h).to_owned()).collect(),
             mcp_allowed_origins: LOOPBACK_ORIGINS.iter().map(|o| (*o).to_owned()).collect(),
             policies: StorePolicies::default(),
+            shipping: ShippingConfig::default(),
+            discounts: DiscountConfig::default(),
+            policy_links: Vec::new(),
         }
     }
 }
@@ -177,6 +202,10 @@ pub struct Settings {
     /// See [`RawSettings::mcp_allowed_origins`]; includes the public origin.
     pub mcp_allowed_origins: Vec<String>,
     pub policies: StorePolicies,
+    pub shipping: ShippingConfig,
+    pub discounts: DiscountConfig,
+    /// The policy links of every checkout, defaults filled in.
+    pub policy_links: Vec<PolicyLink>,
 }
 
 /// Values given on the command line; they win over every other layer.
@@ -277,6 +306,36 @@ impl Settings {
         if raw.policies.returns.trim().is_empty() || raw.policies.shipping.trim().is_empty() {
             return Err(bad("policies", "returns and shipping must not be empty"));
         }
+        raw.shipping.validate()?;
+        raw.discounts.validate()?;
+        let policy_links = if raw.policy_links.is_empty() {
+            // UCP requires `links` on every checkout (checkout.json); these
+            // defaults keep a fresh install compliant until real pages exist.
+            [
+                ("terms_of_service", "terms", "Terms of service"),
+                ("privacy_policy", "privacy", "Privacy policy"),
+                ("refund_policy", "refunds", "Refund policy"),
+            ]
+            .into_iter()
+            .map(|(kind, page, title)| PolicyLink {
+                kind: kind.to_owned(),
+                url: format!("{public_base_url}/policies/{page}"),
+                title: Some(title.to_owned()),
+            })
+            .collect()
+        } else {
+            for (i, l) in raw.policy_links.iter().enumerate() {
+                let ok =
+                    url::Url::parse(&l.url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+                if !ok || l.kind.trim().is_empty() {
+                    return Err(bad(
+                        &format!("policy_links[{i}]"),
+                        "needs a type and an absolute http(s) url",
+                    ));
+                }
+            }
+            raw.policy_links
+        };
         Ok(Self {
             listen,
             data_dir: raw.data_dir,
@@ -299,6 +358,9 @@ impl Settings {
             mcp_allowed_hosts,
             mcp_allowed_origins,
             policies: raw.policies,
+            shipping: raw.shipping,
+            discounts: raw.discounts,
+            policy_links,
         })
     }
 
@@ -371,6 +433,10 @@ mod tests {
         assert_eq!(s.mcp_allowed_hosts, ["localhost", "127.0.0.1", "::1"]);
         assert!(s.mcp_allowed_origins.iter().all(|o| o.starts_with("http://")));
         assert!(s.mcp_allowed_origins.contains(&"http://127.0.0.1:8080".to_owned()));
+        let kinds: Vec<&str> = s.policy_links.iter().map(|l| l.kind.as_str()).collect();
+        assert_eq!(kinds, ["terms_of_service", "privacy_policy", "refund_policy"]);
+        assert!(s.policy_links.iter().all(|l| l.url.starts_with("http://127.0.0.1:8080/")));
+        assert!(s.discounts.rule("welcome10").is_some(), "a demo code ships by default");
     }
 
     #[test]
@@ -383,6 +449,40 @@ mod tests {
         assert!(s.mcp_allowed_hosts.contains(&"shop.example.com".to_owned()));
         assert!(s.mcp_allowed_origins.contains(&"https://shop.example.com".to_owned()));
         assert!(s.mcp_allowed_hosts.contains(&"localhost".to_owned()), "loopback stays");
+    }
+
+    #[test]
+    fn pricing_sections_load_from_toml() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "shop.toml",
+                r#"
+[shipping]
+rates = [{ id = "ca-post", title = "Canada Post", countries = ["CA"], amount_minor = 900, free_over_minor = 10000 }]
+
+[[discounts.codes]]
+code = "SPRING"
+title = "Spring sale"
+kind = "percentage"
+value = 15
+expires_at = "2030-04-01T00:00:00Z"
+applies_to = { categories = ["apparel"] }
+
+[[policy_links]]
+type = "terms_of_service"
+url = "https://shop.example/terms"
+"#,
+            )?;
+            let s = Settings::load(Some(Path::new("shop.toml")), &Overrides::default())
+                .map_err(|e| e.to_string())?;
+            assert_eq!(s.shipping.rates.len(), 1);
+            assert!(s.shipping.pickup.is_some(), "an unset table keeps its default");
+            let rule = s.discounts.rule("spring").ok_or("SPRING missing")?;
+            assert_eq!(rule.value, 15);
+            assert!(rule.expires_at.is_some());
+            assert_eq!(s.policy_links.len(), 1);
+            Ok(())
+        });
     }
 
     #[test]
@@ -416,6 +516,26 @@ mod tests {
                     ..Default::default()
                 },
                 "policies",
+                RawSettings {
+                    shipping: {
+                        let mut bad_id = ShippingConfig::default();
+                        bad_id.rates[0].id = "a b".into();
+                        bad_id
+                    },
+                    ..Default::default()
+                },
+                "shipping.rates[0]",
+            ),
+            (
+                RawSettings {
+                    policy_links: vec![PolicyLink {
+                        kind: "terms_of_service".into(),
+                        url: "not a url".into(),
+                        title: None,
+                    }],
+                    ..Default::default()
+                },
+                "policy_links[0]",
             ),
         ];
         for (raw, name) in cases {

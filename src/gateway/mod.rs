@@ -5,7 +5,11 @@
 //! once. The gateway owns the ports and the pure core; it decides nothing
 //! about wire formats.
 
+pub mod carts;
+pub mod checkout;
 mod complete;
+pub mod idempotency;
+pub mod lookup;
 mod mandates;
 mod orders;
 
@@ -25,6 +29,14 @@ use crate::ports::{
     Catalog, Clock, Payments, ProfileFetcher, SearchPage, SearchQuery, Store, Versioned,
 };
 use crate::settings::Settings;
+
+pub use carts::CartOutcome;
+pub use checkout::{
+    missing_fields, CheckoutContext, CheckoutInput, CheckoutOutcome, CheckoutView,
+    FulfillmentInput, ItemInput, LinesInput,
+};
+pub use idempotency::{Disposition, IdempotencyKey, IdempotentResponse};
+pub use lookup::{Lookup, LookupHit, Match};
 
 /// Who is calling, as established by the edge (auth tiers arrive with the
 /// auth layer; until then every caller is anonymous and identified by a

@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod request_id;
+pub mod ucp_rest;
 pub mod well_known;
 
 use std::sync::Arc;
@@ -75,6 +76,7 @@ pub fn app(state: AppState) -> Router {
         .route("/.well-known/ucp", get(well_known::ucp_profile))
         .route("/.well-known/ucp/2026-01-11", get(well_known::ucp_profile_2026_01_11))
         .route("/.well-known/jwks.json", get(well_known::jwks))
+        .nest("/ucp/v1", ucp_rest::router())
         .nest_service("/mcp", mcp_gateway)
         .nest_service("/ucp/mcp", mcp_ucp)
         .fallback(error::not_found)

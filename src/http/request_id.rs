@@ -30,6 +30,13 @@ fn acceptable(v: &HeaderValue) -> Option<String> {
     ok.then(|| s.to_owned())
 }
 
+/// Runs `fut` as part of the request `id`, for work a handler moves onto a
+/// task of its own (task-locals do not cross `tokio::spawn`), so its error
+/// bodies and log lines still carry the request's id.
+pub async fn scoped<F: std::future::Future>(id: String, fut: F) -> F::Output {
+    CURRENT.scope(id, fut).await
+}
+
 pub async fn middleware(mut req: Request, next: Next) -> Response {
     let id = req
         .headers()

@@ -8,7 +8,9 @@
 //! profile is a separate leaf document at `/.well-known/ucp/2026-01-11`.
 
 pub mod negotiate;
+pub mod pricing;
 pub mod profile;
+pub mod wire;
 
 /// The primary protocol version this gateway speaks.
 pub const VERSION: &str = "2026-04-08";

@@ -147,7 +147,7 @@ fn config(name: &str) -> Option<Value> {
 
 /// The handler registry name of a processor. These handlers are this
 /// gateway's own, so they live in its own namespace rather than `dev.ucp`.
-fn handler_name(processor: &str) -> String {
+pub fn handler_name(processor: &str) -> String {
     format!("dev.agentgate.payments.{processor}")
 }
 

@@ -87,6 +87,7 @@ macro_rules! store_contract_tests {
             concurrent_compare_and_set_has_one_winner_per_version,
             concurrent_decrements_never_oversell,
             concurrent_commits_never_oversell,
+            discount_uses_count_completed_sessions,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -1186,4 +1187,26 @@ pub async fn concurrent_commits_never_oversell(store: Arc<dyn Store>) {
     assert_eq!(store.get_stock(&sku("PLENTY")).await.unwrap(), Some(1000 - UNITS));
     let ledger = store.ledger_entries(far_past(), far_future(), None).await.unwrap();
     assert_eq!(ledger.len(), UNITS as usize);
+}
+
+pub async fn discount_uses_count_completed_sessions(store: Arc<dyn Store>) {
+    let code = format!("C{}", unique().to_ascii_uppercase());
+    let with_code = |lines: &[(&str, u32)]| {
+        let mut s = full_session(lines);
+        s.discount_codes = vec![code.clone()];
+        s.applied_discounts[0].code = code.clone();
+        s
+    };
+    assert_eq!(store.discount_uses(&code).await.unwrap(), 0);
+    // A session that has not completed has not used the code yet.
+    let open = with_code(&[("A", 1)]);
+    store.insert_checkout(&open).await.unwrap();
+    assert_eq!(store.discount_uses(&code).await.unwrap(), 0);
+    for _ in 0..2 {
+        let session = with_code(&[("A", 1)]);
+        prepare(&*store, &session, &[("A", 5)]).await;
+        store.commit_checkout(&commit_for(&session, T0 + Duration::seconds(3))).await.unwrap();
+    }
+    assert_eq!(store.discount_uses(&code).await.unwrap(), 2);
+    assert_eq!(store.discount_uses("SOMETHING-ELSE").await.unwrap(), 0);
 }

@@ -860,6 +860,27 @@ impl Store for SqliteStore {
         self.db.read(move |conn| idempotency_row(conn, &key, now)).await
     }
 
+    async fn discount_uses(&self, code: &str) -> Result<u64> {
+        let code = code.to_owned();
+        self.db
+            .read(move |conn| {
+                // A scan of completed sessions: small next to the writes a
+                // completion costs, and exact without a counter to keep.
+                let n: i64 = conn
+                    .query_row(
+                        "SELECT count(*) FROM checkouts c,
+                             json_each(c.body, '$.applied_discounts') d
+                         WHERE c.status = 'completed'
+                           AND json_extract(d.value, '$.code') = ?1",
+                        [&code],
+                        |r| r.get(0),
+                    )
+                    .map_err(Error::store)?;
+                Ok(u64::try_from(n).unwrap_or(0))
+            })
+            .await
+    }
+
     async fn reserve_mandate_id(&self, id: &str, keep_until: OffsetDateTime) -> Result<bool> {
         let id = id.to_owned();
         let keep_until = nanos(keep_until)?;
