@@ -516,6 +516,8 @@ url = "https://shop.example/terms"
                     ..Default::default()
                 },
                 "policies",
+            ),
+            (
                 RawSettings {
                     shipping: {
                         let mut bad_id = ShippingConfig::default();
