@@ -11,12 +11,14 @@
 use rmcp::handler::server::tool::IntoCallToolResult;
 use rmcp::model::{CallToolResponse, CallToolResult};
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{Error, ErrorCode};
 
-/// The `structuredContent` of every failed tool call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+/// The `structuredContent` of every failed tool call. It also deserializes,
+/// because a failed execute_checkout is stored under its idempotency key
+/// and replayed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ToolError {
     /// A stable machine code such as `invalid_input`, `not_found`,
     /// `insufficient_stock` or `idempotency_conflict`.
@@ -27,7 +29,7 @@ pub struct ToolError {
     /// Whether sending the same call again later may succeed.
     pub retryable: bool,
     /// Seconds to wait before retrying, when the gateway knows.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_secs: Option<u64>,
 }
 

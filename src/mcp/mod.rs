@@ -14,6 +14,7 @@
 //! `invalid_input` results, and logs the outcome.
 
 pub mod caller;
+pub mod checkout_tools;
 pub mod error;
 pub mod prompts;
 pub mod resources;
@@ -72,7 +73,7 @@ pub struct GatewayServer {
 
 impl GatewayServer {
     pub fn new(edge: Arc<Edge>) -> Self {
-        let mut tools = Self::tool_router();
+        let mut tools = Self::tool_router() + Self::checkout_router();
         schema::tidy_router(&mut tools);
         Self { edge, tools: Arc::new(tools), prompts: Arc::new(Self::prompt_router()) }
     }

@@ -167,9 +167,8 @@ pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
-
 /// An amount as a tool shows it.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct Amount {
     /// Minor units (cents for USD); discounts are negative.
     pub amount: i64,
@@ -344,6 +343,262 @@ impl From<&crate::gateway::OrderView> for OrderView {
             events: v.events.iter().map(event_view).collect(),
             created_at: rfc3339(o.created_at),
             updated_at: rfc3339(o.updated_at),
+        }
+    }
+}
+
+// ---- checkout -----------------------------------------------------------------
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CapabilityView {
+    /// Reverse-DNS capability name, e.g. dev.ucp.shopping.checkout.
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CheckoutLineView {
+    pub line_id: String,
+    pub variant_id: String,
+    pub sku: String,
+    pub title: String,
+    pub quantity: u32,
+    /// The catalog's current unit price.
+    pub unit_price: Amount,
+    pub line_total: Amount,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct AddressView {
+    pub name: Option<String>,
+    pub street: String,
+    pub street2: Option<String>,
+    pub city: String,
+    pub region: Option<String>,
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2.
+    pub country: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct FulfillmentOptionView {
+    /// Pass as fulfillment_option_id to choose it.
+    pub id: String,
+    /// shipping or pickup.
+    pub method: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub amount: Amount,
+    /// Whether the checkout has this option selected.
+    pub selected: bool,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DiscountView {
+    pub code: String,
+    pub title: String,
+    /// Negative.
+    pub amount: Amount,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct MessageView {
+    /// error, warning or info.
+    pub r#type: String,
+    /// A stable code, e.g. missing, out_of_stock, discount_code_invalid.
+    pub code: String,
+    pub content: String,
+    /// For errors: recoverable, requires_buyer_input, requires_buyer_review
+    /// or unrecoverable.
+    pub severity: Option<String>,
+    /// JSONPath of the field concerned, e.g. $.buyer.email.
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CheckoutSummary {
+    pub checkout_id: String,
+    pub cart_id: Option<String>,
+    /// incomplete, requires_escalation, ready_for_complete,
+    /// complete_in_progress, completed or canceled.
+    pub status: String,
+    pub currency: String,
+    pub lines: Vec<CheckoutLineView>,
+    /// Subtotal, shipping, discount, tax and the total the buyer pays.
+    pub totals: TotalsView,
+    pub buyer_email: Option<String>,
+    pub ship_to: Option<AddressView>,
+    /// The options for the chosen method and address; empty until an
+    /// address (or pickup) is given.
+    pub fulfillment_options: Vec<FulfillmentOptionView>,
+    pub discounts: Vec<DiscountView>,
+    /// Problems and notes about the checkout (out of stock, a refused code).
+    pub messages: Vec<MessageView>,
+    /// JSONPaths of what is still needed before the checkout can complete,
+    /// e.g. $.buyer.email, $.fulfillment.destination; empty when ready.
+    pub missing: Vec<String>,
+    /// Where the buyer must go when the status is requires_escalation.
+    pub continue_url: Option<String>,
+    /// RFC 3339; the session cannot be completed after this.
+    pub expires_at: String,
+}
+
+fn message_view(m: &crate::domain::checkout::Message) -> MessageView {
+    use crate::domain::checkout::{MessageType, Severity};
+    MessageView {
+        r#type: match m.kind {
+            MessageType::Error => "error",
+            MessageType::Warning => "warning",
+            MessageType::Info => "info",
+        }
+        .to_owned(),
+        code: m.code.clone(),
+        content: m.content.clone(),
+        severity: m.severity.map(|s| {
+            match s {
+                Severity::Recoverable => "recoverable",
+                Severity::RequiresBuyerInput => "requires_buyer_input",
+                Severity::RequiresBuyerReview => "requires_buyer_review",
+                Severity::Unrecoverable => "unrecoverable",
+            }
+            .to_owned()
+        }),
+        path: m.path.clone(),
+    }
+}
+
+impl CheckoutSummary {
+    pub fn new(view: &crate::gateway::CheckoutView<'_>) -> Result<Self, ToolError> {
+        let s = view.session;
+        let lines = s
+            .line_items
+            .iter()
+            .map(|l| {
+                Ok(CheckoutLineView {
+                    line_id: l.id.clone(),
+                    variant_id: l.variant_id.to_string(),
+                    sku: l.sku.to_string(),
+                    title: l.title.clone(),
+                    quantity: l.quantity,
+                    unit_price: l.unit_price.into(),
+                    line_total: l.line_total()?.into(),
+                })
+            })
+            .collect::<crate::domain::Result<Vec<_>>>()?;
+        let ship_to = s.fulfillment.address.as_ref().map(|a| AddressView {
+            name: a.name.clone(),
+            street: a.street_address.clone(),
+            street2: a.extended_address.clone(),
+            city: a.address_locality.clone(),
+            region: a.address_region.clone(),
+            postal_code: a.postal_code.clone(),
+            country: a.address_country.clone(),
+        });
+        Ok(Self {
+            checkout_id: s.id.to_string(),
+            cart_id: s.cart_id.as_ref().map(ToString::to_string),
+            status: s.status().as_str().to_owned(),
+            currency: s.currency.code().to_owned(),
+            lines,
+            totals: (&s.totals).into(),
+            buyer_email: s.buyer.email.clone(),
+            ship_to,
+            fulfillment_options: view
+                .fulfillment_options
+                .iter()
+                .map(|o| FulfillmentOptionView {
+                    id: o.id.clone(),
+                    method: o.kind.as_str().to_owned(),
+                    title: o.title.clone(),
+                    description: o.description.clone(),
+                    amount: o.amount.into(),
+                    selected: s.fulfillment.option_id.as_deref() == Some(o.id.as_str()),
+                })
+                .collect(),
+            discounts: s
+                .applied_discounts
+                .iter()
+                .map(|d| DiscountView {
+                    code: d.code.clone(),
+                    title: d.title.clone(),
+                    amount: d.amount.into(),
+                })
+                .collect(),
+            messages: s.messages.iter().map(message_view).collect(),
+            missing: crate::gateway::missing_fields(s),
+            continue_url: s.continue_url.clone(),
+            expires_at: rfc3339(s.expires_at),
+        })
+    }
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CartMandateView {
+    /// The merchant-signed AP2 cart mandate (compact JWS). Pass it to
+    /// execute_checkout unchanged, and sign the payment mandate over it.
+    pub token: String,
+    pub checkout_id: String,
+    /// The exact amount the payment mandate must carry.
+    pub total: Amount,
+    /// RFC 3339; sign the payment mandate and execute before this.
+    pub expires_at: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct NegotiatedTerms {
+    /// The UCP version agreed with the agent's platform.
+    pub ucp_version: String,
+    /// The capabilities both sides support, at the agreed versions.
+    pub capabilities: Vec<CapabilityView>,
+    pub checkout: CheckoutSummary,
+    /// Present once the checkout is ready_for_complete and an
+    /// intent_mandate was given.
+    pub cart_mandate: Option<CartMandateView>,
+    /// Why no cart mandate was issued although an intent was given (the
+    /// intent's budget is too small, its signature is unknown...).
+    pub cart_mandate_error: Option<ToolError>,
+    /// What to do next, in one sentence.
+    pub next_step: String,
+}
+
+/// The answer of execute_checkout. Stored under the idempotency key and
+/// replayed as is, so it also derives `Deserialize`.
+#[derive(Debug, Serialize, serde::Deserialize, JsonSchema)]
+pub struct CheckoutResult {
+    pub order_id: String,
+    pub checkout_id: String,
+    /// The order's status, paid after a successful checkout.
+    pub status: String,
+    /// What was charged to the buyer.
+    pub charged: Amount,
+    /// The platform fee the merchant pays on this order (not charged to the
+    /// buyer).
+    pub fee: Amount,
+    /// The merchant-signed receipt (compact JWS, typ receipt+jwt); verify it
+    /// with the merchant's JWKS at /.well-known/jwks.json.
+    pub receipt: String,
+    /// The processor's reference for the charge.
+    pub payment_reference: String,
+    /// Quote this when asking the merchant about the order.
+    pub trace_id: String,
+    /// True when this answer is the replay of an earlier call with the same
+    /// idempotency_key: nothing was charged again.
+    #[serde(default)]
+    pub replayed: bool,
+}
+
+impl From<&crate::gateway::Completion> for CheckoutResult {
+    fn from(c: &crate::gateway::Completion) -> Self {
+        Self {
+            order_id: c.order.id.to_string(),
+            checkout_id: c.session.id.to_string(),
+            status: c.order.status().as_str().to_owned(),
+            charged: c.order.payment.amount.into(),
+            fee: c.fee.into(),
+            receipt: c.receipt.clone(),
+            payment_reference: c.order.payment.reference.clone(),
+            trace_id: c.trace_id.clone(),
+            replayed: false,
         }
     }
 }

@@ -16,6 +16,7 @@ pub const REVISIONS: [&str; 3] = ["2025-06-18", "2025-11-25", "2026-07-28"];
 pub struct Server {
     pub base: String,
     pub app_gateway: std::sync::Arc<agentgate::gateway::Gateway>,
+    pub payments: std::sync::Arc<agentgate::adapters::payments::SandboxPayments>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
@@ -48,6 +49,7 @@ pub async fn start_wrapped(
     adjust(&mut settings);
     let app = agentgate::bootstrap::build(settings).await.expect("build");
     let gateway = app.gateway.clone();
+    let payments = app.payments.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -59,7 +61,13 @@ pub async fn start_wrapped(
             })
             .await;
     });
-    Server { base: format!("http://{addr}"), app_gateway: gateway, stop: Some(tx), _dir: dir }
+    Server {
+        base: format!("http://{addr}"),
+        app_gateway: gateway,
+        payments,
+        stop: Some(tx),
+        _dir: dir,
+    }
 }
 
 /// One MCP client bound to an endpoint and a protocol revision.
@@ -208,4 +216,61 @@ pub fn check_text_mirror(result: &Value) {
     let text = result["content"][0]["text"].as_str().unwrap_or_default();
     let parsed: Value = serde_json::from_str(text).unwrap_or(Value::Null);
     assert_eq!(parsed, result["structuredContent"], "text mirror of {result}");
+}
+
+/// A user (or agent platform) with an ES256 key the merchant trusts, who
+/// signs AP2 intent and payment mandates.
+pub struct User {
+    pub key: agentgate::ap2::PrivateKey,
+}
+
+impl User {
+    pub fn new() -> User {
+        User { key: agentgate::ap2::PrivateKey::generate(&mut rand_core::OsRng) }
+    }
+
+    /// Writes the user's public key as a JWKS file and points the
+    /// merchant's `trusted_agent_jwks_file` at it.
+    pub fn trust(&self, settings: &mut Settings) {
+        let path = settings.data_dir.join("trusted-agents.jwks.json");
+        let jwks = json!({"keys": [self.key.public().to_jwk()]});
+        std::fs::write(&path, jwks.to_string()).expect("write the JWKS");
+        settings.trusted_agent_jwks_file = Some(path);
+    }
+
+    pub fn intent(&self, max_minor: i64) -> String {
+        let now = time::OffsetDateTime::now_utc();
+        agentgate::ap2::mandates::IntentClaims::new(
+            "https://agent.example",
+            agentgate::domain::Money::new(max_minor, agentgate::domain::Currency::usd()),
+            "a linen shirt",
+            now,
+            time::Duration::hours(1),
+            &mut rand_core::OsRng,
+        )
+        .sign(&self.key)
+        .expect("sign the intent")
+    }
+
+    /// A payment mandate for exactly the cart of `cart_mandate`.
+    pub fn payment(&self, cart_mandate: &str, token: &str) -> String {
+        use agentgate::ap2::jws;
+        let unverified =
+            jws::decode_compact(cart_mandate, Some(agentgate::ap2::mandates::MANDATE_TYP))
+                .expect("a compact JWS");
+        let claims: agentgate::ap2::mandates::CartClaims =
+            jws::parse_claims(unverified.payload_unverified()).expect("cart claims");
+        agentgate::ap2::mandates::PaymentClaims::for_cart(
+            cart_mandate,
+            &claims,
+            token,
+            "CARD",
+            time::OffsetDateTime::now_utc(),
+            time::Duration::minutes(10),
+            &mut rand_core::OsRng,
+        )
+        .expect("payment claims")
+        .sign(&self.key)
+        .expect("sign the payment")
+    }
 }
