@@ -308,3 +308,129 @@ async fn structured_content_matches_each_output_schema() {
         assert!(checked.contains(name), "no sample call for {name}");
     }
 }
+
+/// With `agent_profile_url`, the capabilities are negotiated against the
+/// platform's profile and its published `signing_keys` verify the user's
+/// mandates, with no key configured at the merchant.
+#[tokio::test]
+async fn the_platform_profile_drives_negotiation_and_mandate_keys() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let user = User::new();
+    let platform = MockServer::start().await;
+    let checkout = json!([{"version": "2026-04-08"}]);
+    let profile = json!({
+        "ucp": {"version": "2026-04-08", "capabilities": {
+            "dev.ucp.shopping.checkout": checkout,
+            "dev.ucp.shopping.fulfillment": [{"version": "2026-04-08", "extends": "dev.ucp.shopping.checkout"}],
+        }},
+        "signing_keys": [user.key.public().to_jwk()],
+    });
+    Mock::given(method("GET"))
+        .and(path("/.well-known/ucp"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(profile)
+                .insert_header("Cache-Control", "public, max-age=300"),
+        )
+        .mount(&platform)
+        .await;
+    let profile_url = format!("{}/.well-known/ucp", platform.uri());
+    let server = start_with(|s| s.allow_private_profile_hosts = true).await;
+    let client = Client::connect(&format!("{}/mcp", server.base), "2026-07-28").await;
+    let (cart_id, checkout_id, total) = ready_checkout(&client).await;
+
+    let intent = user.intent(total);
+    let terms = client
+        .ok(
+            "negotiate_terms",
+            json!({"cart_id": cart_id, "checkout_id": checkout_id,
+                   "agent_profile_url": profile_url, "intent_mandate": intent}),
+        )
+        .await;
+    let names: Vec<&str> = terms["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["dev.ucp.shopping.checkout", "dev.ucp.shopping.fulfillment"], "{terms}");
+    let cart_mandate = terms["cart_mandate"]["token"].as_str().expect("issued").to_owned();
+    let result = client
+        .ok(
+            "execute_checkout",
+            json!({"checkout_id": checkout_id, "intent_mandate": intent,
+                   "cart_mandate": cart_mandate,
+                   "payment_mandate": user.payment(&cart_mandate, "success_token"),
+                   "agent_profile_url": profile_url, "idempotency_key": "profile-1"}),
+        )
+        .await;
+    assert_eq!(result["status"], "paid");
+
+    // Profiles that cannot be used are tool errors with UCP's codes.
+    let cases = [
+        ("ftp://example.com/profile".to_owned(), "invalid_profile_url"),
+        (format!("{}/missing", platform.uri()), "profile_unreachable"),
+    ];
+    for (url, code) in cases {
+        let body = client
+            .err("negotiate_terms", json!({"cart_id": cart_id, "agent_profile_url": url}))
+            .await;
+        assert_eq!(body["code"], code, "{url}: {body}");
+    }
+}
+
+/// Orders are visible to the caller who placed them only.
+#[tokio::test]
+async fn another_callers_order_reads_as_not_found() {
+    use agentgate::gateway::Caller;
+    let user = User::new();
+    let server = mcp_support::start_wrapped(
+        |s| user.trust(s),
+        |router| {
+            router.layer(axum::middleware::map_request(|mut req: axum::extract::Request| async {
+                let caller = match req.headers().get("x-test-subject").and_then(|v| v.to_str().ok())
+                {
+                    Some(s) => Caller::subject(s),
+                    None => Caller::anonymous(),
+                };
+                req.extensions_mut().insert(caller);
+                req
+            }))
+        },
+    )
+    .await;
+    let url = format!("{}/mcp", server.base);
+    let alice =
+        Client::connect_with_headers(&url, "2025-11-25", &[("x-test-subject", "alice")]).await;
+    let bob = Client::connect_with_headers(&url, "2025-11-25", &[("x-test-subject", "bob")]).await;
+    let (cart_id, checkout_id, total) = ready_checkout(&alice).await;
+    let intent = user.intent(total);
+    let terms = alice
+        .ok(
+            "negotiate_terms",
+            json!({"cart_id": cart_id, "checkout_id": checkout_id, "intent_mandate": intent}),
+        )
+        .await;
+    let cart_mandate = terms["cart_mandate"]["token"].as_str().unwrap().to_owned();
+    let order = alice
+        .ok(
+            "execute_checkout",
+            json!({"checkout_id": checkout_id, "intent_mandate": intent,
+                   "cart_mandate": cart_mandate,
+                   "payment_mandate": user.payment(&cart_mandate, "success_token"),
+                   "idempotency_key": "alice-1"}),
+        )
+        .await;
+    let order_id = order["order_id"].as_str().unwrap();
+    assert_eq!(alice.ok("track_order", json!({"order_id": order_id})).await["status"], "paid");
+    assert_eq!(bob.err("track_order", json!({"order_id": order_id})).await["code"], "not_found");
+    let uri = format!("agentgate://orders/{order_id}");
+    let read = bob.post("resources/read", json!({"uri": uri}), Some(&uri)).await;
+    assert!(read.body["error"].is_object(), "{}", read.body);
+    // Bob cannot use Alice's checkout either, even with her key.
+    let replay =
+        bob.err("negotiate_terms", json!({"cart_id": cart_id, "checkout_id": checkout_id})).await;
+    assert_eq!(replay["code"], "not_found", "{replay}");
+}

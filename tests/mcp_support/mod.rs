@@ -73,6 +73,7 @@ pub async fn start_wrapped(
 /// One MCP client bound to an endpoint and a protocol revision.
 pub struct Client {
     http: reqwest::Client,
+    headers: Vec<(String, String)>,
     pub url: String,
     pub version: &'static str,
     next_id: std::sync::atomic::AtomicU64,
@@ -90,8 +91,18 @@ impl Client {
     /// `initialized` notification) for revisions that have one, nothing
     /// for 2026-07-28, whose requests carry their own metadata.
     pub async fn connect(url: &str, version: &'static str) -> Client {
+        Self::connect_with_headers(url, version, &[]).await
+    }
+
+    /// [`Client::connect`], sending `headers` on every request.
+    pub async fn connect_with_headers(
+        url: &str,
+        version: &'static str,
+        headers: &[(&str, &str)],
+    ) -> Client {
         let client = Client {
             http: reqwest::Client::new(),
+            headers: headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             url: url.to_owned(),
             version,
             next_id: 1.into(),
@@ -144,6 +155,9 @@ impl Client {
             .header("accept", "application/json, text/event-stream");
         if method != "initialize" {
             req = req.header("mcp-protocol-version", self.version);
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k.as_str(), v.as_str());
         }
         if self.version >= "2026-07-28" {
             req = req.header("mcp-method", method);
