@@ -1,9 +1,11 @@
 //! A real MCP client, the Python SDK (`mcp` 2.x), shops at the real binary
 //! over streamable HTTP and over stdio: `tests/python/test_mcp_client.py`.
 //!
-//! This test starts `agentgate serve` on a free loopback port with a
-//! temporary data dir and hands pytest its URL; the Python side starts its
-//! own `agentgate stdio` processes.
+//! This test makes a user key with `agentgate keys generate`, starts
+//! `agentgate serve` on a free loopback port with a temporary data dir and
+//! that key trusted, and hands pytest the URL and the key; the Python side
+//! starts its own `agentgate stdio` processes and signs mandates with
+//! `agentgate mandate intent|payment`.
 
 mod support;
 
@@ -22,12 +24,13 @@ impl Drop for Running {
     }
 }
 
-/// Starts `agentgate serve` on port 0 and reads the bound address from its
-/// JSON log on stderr.
-fn serve(data_dir: &std::path::Path) -> (Running, String) {
+/// Starts `agentgate serve` on port 0, trusting the user keys in `jwks`,
+/// and reads the bound address from its JSON log on stderr.
+fn serve(data_dir: &std::path::Path, jwks: &std::path::Path) -> (Running, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_agentgate"))
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir"])
         .arg(data_dir)
+        .env("AGENTGATE_TRUSTED_AGENT_JWKS_FILE", jwks)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -57,11 +60,27 @@ fn the_python_sdk_shops_over_http_and_stdio() {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let (_server, url) = serve(&dir.path().join("http"));
+    // The user's key, made with the binary's own CLI; the merchant trusts
+    // its public half.
+    let (key, jwks) = (dir.path().join("user.pem"), dir.path().join("user.jwks.json"));
+    let made = Command::new(env!("CARGO_BIN_EXE_agentgate"))
+        .args(["keys", "generate", "--out"])
+        .arg(&key)
+        .arg("--jwks-out")
+        .arg(&jwks)
+        .output()
+        .expect("agentgate keys generate runs");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let (_server, url) = serve(&dir.path().join("http"), &jwks);
     let stdio_dir = dir.path().join("stdio");
-    let stdio_dir = stdio_dir.to_string_lossy();
+    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
     support::run_pytest(
         "test_mcp_client.py",
-        &[("AGENTGATE_MCP_URL", url.as_str()), ("AGENTGATE_TEST_STDIO_DATA", &stdio_dir)],
+        &[
+            ("AGENTGATE_MCP_URL", url.as_str()),
+            ("AGENTGATE_TEST_STDIO_DATA", &path(&stdio_dir)),
+            ("AGENTGATE_TEST_USER_KEY", &path(&key)),
+            ("AGENTGATE_TEST_USER_JWKS", &path(&jwks)),
+        ],
     );
 }
