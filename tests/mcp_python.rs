@@ -24,10 +24,30 @@ impl Drop for Running {
     }
 }
 
+/// A private copy of the binary under test. The target dir may be shared
+/// with other checkouts whose builds replace `target/debug/agentgate` at
+/// any moment, so the test copies it once and runs only the copy.
+fn private_binary(dir: &std::path::Path) -> std::path::PathBuf {
+    let copy = dir.join("agentgate");
+    std::fs::copy(env!("CARGO_BIN_EXE_agentgate"), &copy).expect("copy the binary");
+    let help = Command::new(&copy).arg("--help").output().expect("the binary runs");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("stdio"),
+        "{} is not this branch's build (no stdio command); rebuild and rerun",
+        env!("CARGO_BIN_EXE_agentgate")
+    );
+    copy
+}
+
 /// Starts `agentgate serve` on port 0, trusting the user keys in `jwks`,
 /// and reads the bound address from its JSON log on stderr.
-fn serve(data_dir: &std::path::Path, jwks: &std::path::Path) -> (Running, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_agentgate"))
+fn serve(
+    bin: &std::path::Path,
+    data_dir: &std::path::Path,
+    jwks: &std::path::Path,
+) -> (Running, String) {
+    let mut child = Command::new(bin)
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir"])
         .arg(data_dir)
         .env("AGENTGATE_TRUSTED_AGENT_JWKS_FILE", jwks)
@@ -60,10 +80,11 @@ fn the_python_sdk_shops_over_http_and_stdio() {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
+    let bin = private_binary(dir.path());
     // The user's key, made with the binary's own CLI; the merchant trusts
     // its public half.
     let (key, jwks) = (dir.path().join("user.pem"), dir.path().join("user.jwks.json"));
-    let made = Command::new(env!("CARGO_BIN_EXE_agentgate"))
+    let made = Command::new(&bin)
         .args(["keys", "generate", "--out"])
         .arg(&key)
         .arg("--jwks-out")
@@ -71,12 +92,13 @@ fn the_python_sdk_shops_over_http_and_stdio() {
         .output()
         .expect("agentgate keys generate runs");
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    let (_server, url) = serve(&dir.path().join("http"), &jwks);
+    let (_server, url) = serve(&bin, &dir.path().join("http"), &jwks);
     let stdio_dir = dir.path().join("stdio");
     let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
     support::run_pytest(
         "test_mcp_client.py",
         &[
+            ("AGENTGATE_BIN", &path(&bin)),
             ("AGENTGATE_MCP_URL", url.as_str()),
             ("AGENTGATE_TEST_STDIO_DATA", &path(&stdio_dir)),
             ("AGENTGATE_TEST_USER_KEY", &path(&key)),
