@@ -39,11 +39,12 @@
 //! # Rules
 //!
 //! Ids and SKUs go through their domain constructors; handles are lowercase
-//! URL-safe slugs; titles are non-empty; prices are not negative; all the
-//! prices of one import share one currency (price filters compare minor
-//! units, which only means something within one currency); and product ids,
-//! handles, variant ids and SKUs are unique across the import. An error
-//! names the offending record (JSON) or line (CSV).
+//! URL-safe slugs; category paths are lower-cased; titles are non-empty;
+//! prices are not negative; all the prices of one import share one currency
+//! (price filters compare minor units, which only means something within
+//! one currency); and product ids, handles, variant ids and SKUs are unique
+//! across the import. An error names the offending record (JSON) or line
+//! (CSV).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -196,11 +197,14 @@ impl TryFrom<ProductRecord> for Product {
     }
 }
 
-/// `" Apparel / Shoes/ "` becomes `"Apparel/Shoes"`. Empty segments are kept
+/// `" Apparel / Shoes/ "` becomes `"apparel/shoes"`. A category path is an
+/// identifier that agents filter on, so one spelling per path keeps
+/// `Apparel` and `apparel` from splitting the tree. Empty segments are kept
 /// (as empty strings) so that [`check_product`] can refuse `a//b`.
 fn normalise_category(raw: &str) -> String {
     let trimmed = raw.trim().trim_matches('/');
-    trimmed.split('/').map(str::trim).collect::<Vec<_>>().join("/")
+    let parts: Vec<&str> = trimmed.split('/').map(str::trim).collect();
+    parts.join("/").to_ascii_lowercase()
 }
 
 /// Trims tags, drops empty ones and repeats (ASCII case-insensitively, the
@@ -266,10 +270,11 @@ pub fn check_product(p: &Product) -> Result<()> {
     if p.category.is_empty()
         || p.category.chars().count() > MAX_CATEGORY_CHARS
         || has_control(&p.category)
+        || p.category.bytes().any(|b| b.is_ascii_uppercase())
         || p.category.split('/').any(|s| s.trim().is_empty() || s.trim() != s)
     {
         return Err(Error::invalid(format!(
-            "category {:?} must be a path like \"apparel/shoes\" of non-empty parts, at most {MAX_CATEGORY_CHARS} characters",
+            "category {:?} must be a lower-case path like \"apparel/shoes\" of non-empty parts, at most {MAX_CATEGORY_CHARS} characters",
             p.category
         )));
     }
@@ -1146,6 +1151,18 @@ mod tests {
     }
 
     #[test]
+    fn categories_and_tags_are_normalised() {
+        let input = MINIMAL.replacen(r#""home/kitchen""#, r#"" /Home / Kitchen/ ""#, 1).replacen(
+            r#""category""#,
+            r#""tags":[" Gift ","gift","","Mug"],"category""#,
+            1,
+        );
+        let products = from_json(input.as_bytes()).unwrap();
+        assert_eq!(products[0].category, "home/kitchen");
+        assert_eq!(products[0].tags, vec!["Gift", "Mug"]);
+    }
+
+    #[test]
     fn validate_catches_what_code_can_build() {
         let mut products = synthetic_catalog(3, 1);
         products[2].variants[0].price = Money::new(-1, Currency::usd());
@@ -1154,5 +1171,9 @@ mod tests {
         let mut products = synthetic_catalog(3, 1);
         products[1].handle = products[0].handle.clone();
         assert!(validate(&products).unwrap_err().message().contains("duplicate handle"));
+        let mut products = synthetic_catalog(3, 1);
+        products[0].category = "Home/Kitchen".into();
+        let err = validate(&products).unwrap_err();
+        assert!(err.message().contains("lower-case"), "{err}");
     }
 }

@@ -14,9 +14,13 @@
 //!   matching on the last one); if no product matches them all, the first
 //!   page falls back to products matching any word, ranked by relevance, and
 //!   the cursor remembers which of the two it was.
+//! - Common function words ("the", "for", "with" …) are dropped; text with
+//!   no searchable word left lists like empty text.
 //! - Relevance is BM25 with the title weighted highest, then tags, category
-//!   and description. Ties, and the order of a search without text, fall
-//!   back to the product id, so every order is total and stable.
+//!   and description; ties go to the product's row key. A search without
+//!   text lists by product id, or, with a category filter, by category path
+//!   and then id. Every order is total and survives re-imports, so pages
+//!   never overlap or skip.
 //! - Filters select products, and a product always comes back whole, with
 //!   all its variants: it matches the price and stock filters when one of its
 //!   variants is within the price bounds *and* (with `in_stock_only`) has
@@ -56,15 +60,19 @@ const MAX_TERMS: usize = 16;
 const MAX_TERM_CHARS: usize = 64;
 const MAX_FILTER_TAGS: usize = 16;
 const MAX_CURSOR_CHARS: usize = 600;
-/// The search builds one SQL shape per combination of filters (about 32),
-/// and each is worth keeping prepared.
+/// Search builds one SQL shape per combination of filters present (a few
+/// dozen in practice), and each is worth keeping prepared.
 const STATEMENT_CACHE: usize = 128;
 
 /// BM25 column weights, in the column order of `products_fts`: a word in the
 /// title says far more about a product than the same word in a description.
-const BM25: &str = "bm25(products_fts, 10.0, 1.0, 4.0, 2.0)";
+/// `filter_keys` weighs nothing: it narrows, it must not rank.
+const BM25: &str = "bm25(products_fts, 10.0, 1.0, 4.0, 2.0, 0.0)";
 
-/// The catalog schema.
+/// The catalog schema, in two steps: `100_catalog` as first shipped and
+/// `101_catalog_filter_keys`, which reshapes it for faster filtered search.
+/// A database that has applied the first gets the second on its next open;
+/// a new one applies both in turn, so there is one path to the schema.
 ///
 /// `products_fts` is an *external-content* FTS5 table over `products`, kept
 /// in step by triggers. The text is stored once (in `products`), the index
@@ -78,8 +86,15 @@ const BM25: &str = "bm25(products_fts, 10.0, 1.0, 4.0, 2.0)";
 /// merchant's order, for display and for the full-text index; and as rows of
 /// `product_tags` for the exact, case-insensitive tag filter, which the
 /// full-text index (stemmed, split on `-`) cannot answer.
-pub const MIGRATIONS: &[Migration] = &[(
-    "100_catalog",
+///
+/// `filter_keys` holds one opaque token per category on the product's path
+/// and per tag (see [`filter_key`]), so a text search with those filters
+/// can let the index intersect its lists instead of ranking every match
+/// and checking its row. `category_key` is the path plus `/`, so a
+/// category and everything below it are one contiguous index range.
+pub const MIGRATIONS: &[Migration] = &[
+    (
+        "100_catalog",
     "CREATE TABLE products (
         pk INTEGER PRIMARY KEY,
         id TEXT NOT NULL UNIQUE,
@@ -131,7 +146,71 @@ pub const MIGRATIONS: &[Migration] = &[(
         INSERT INTO products_fts (rowid, title, description, tags, category)
         VALUES (new.pk, new.title, new.description, new.tags, new.category);
     END;",
-)];
+    ),
+    (
+        "101_catalog_filter_keys",
+        "DROP TRIGGER products_fts_insert;
+        DROP TRIGGER products_fts_delete;
+        DROP TRIGGER products_fts_update;
+        DROP TABLE products_fts;
+        DROP INDEX products_category;
+        DROP INDEX variants_product;
+
+        -- Imports lower-case category paths from now on; rows imported
+        -- before get the same (lower() folds ASCII only, like the import).
+        UPDATE products SET category = lower(category);
+        ALTER TABLE products ADD COLUMN filter_keys TEXT NOT NULL DEFAULT '';
+        ALTER TABLE products ADD COLUMN category_key TEXT COLLATE BINARY
+            GENERATED ALWAYS AS (category || '/') VIRTUAL;
+        CREATE INDEX products_listing ON products (category_key, id);
+        -- Covers the price and stock filters, which probe it per product.
+        CREATE INDEX variants_product ON variants (product_pk, price, sku);
+        CREATE INDEX variants_price ON variants (price, product_pk);
+
+        -- The keys of rows already there, exactly as filter_keys() builds
+        -- them: 'zc' and the hex of each category prefix, then 'zt' and the
+        -- hex of each lower-cased tag, in that order.
+        CREATE TEMP TABLE catalog_keys AS
+            WITH RECURSIVE cut (pk, path, i) AS (
+                SELECT pk, category, 1 FROM products
+                UNION ALL
+                SELECT pk, path, i + 1 FROM cut WHERE i <= length(path)
+            )
+            SELECT pk, 'zc' || hex(substr(path, 1, i - 1)) AS key, i AS ord FROM cut
+            WHERE i > length(path) OR substr(path, i, 1) = '/'
+            UNION ALL
+            SELECT p.pk, 'zt' || hex(lower(t.value)), 100000 + t.key
+            FROM products p, json_each(p.tags) t;
+        UPDATE products SET filter_keys = (
+            SELECT group_concat(key, ' ') FROM (
+                SELECT key FROM temp.catalog_keys k WHERE k.pk = products.pk ORDER BY ord
+            )
+        );
+        DROP TABLE temp.catalog_keys;
+
+        CREATE VIRTUAL TABLE products_fts USING fts5 (
+            title, description, tags, category, filter_keys,
+            content = 'products', content_rowid = 'pk',
+            tokenize = 'porter unicode61 remove_diacritics 2',
+            prefix = '2 3'
+        );
+        CREATE TRIGGER products_fts_insert AFTER INSERT ON products BEGIN
+            INSERT INTO products_fts (rowid, title, description, tags, category, filter_keys)
+            VALUES (new.pk, new.title, new.description, new.tags, new.category, new.filter_keys);
+        END;
+        CREATE TRIGGER products_fts_delete AFTER DELETE ON products BEGIN
+            INSERT INTO products_fts (products_fts, rowid, title, description, tags, category, filter_keys)
+            VALUES ('delete', old.pk, old.title, old.description, old.tags, old.category, old.filter_keys);
+        END;
+        CREATE TRIGGER products_fts_update AFTER UPDATE ON products BEGIN
+            INSERT INTO products_fts (products_fts, rowid, title, description, tags, category, filter_keys)
+            VALUES ('delete', old.pk, old.title, old.description, old.tags, old.category, old.filter_keys);
+            INSERT INTO products_fts (rowid, title, description, tags, category, filter_keys)
+            VALUES (new.pk, new.title, new.description, new.tags, new.category, new.filter_keys);
+        END;
+        INSERT INTO products_fts (products_fts) VALUES ('rebuild');",
+    ),
+];
 
 /// What an import did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,67 +273,107 @@ fn constraint_or_store(err: rusqlite::Error, message: impl FnOnce() -> String) -
 
 /// The import transaction; returns the catalog's product count afterwards.
 fn import_all(conn: &mut Connection, products: &[Product]) -> Result<u64> {
+    // A bulk import touches pages all over the indexes; SQLite's default
+    // 2 MiB page cache makes it spill and re-read them. The writer gets a
+    // larger cache for the import and its usual one back afterwards.
+    let cache: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0)).map_err(Error::store)?;
+    conn.execute_batch(&format!("PRAGMA cache_size = -{IMPORT_CACHE_KIB}"))
+        .map_err(Error::store)?;
+    let result = import_tx(conn, products);
+    let restored = conn.execute_batch(&format!("PRAGMA cache_size = {cache}"));
+    let count = result?;
+    restored.map_err(Error::store)?;
+    // Fresh statistics help the planner with the listing and filter
+    // queries; stale ones only cost speed, so a failure is ignored.
+    let _ = conn.execute_batch("PRAGMA optimize");
+    Ok(count)
+}
+
+/// Page cache for the import's writer, in KiB.
+const IMPORT_CACHE_KIB: i64 = 128 * 1024;
+
+/// Products per upsert statement. FTS5 writes its pending index data out
+/// at every statement boundary inside a transaction, so one statement per
+/// product builds the index from tiny segments and takes four times as
+/// long; a chunk per statement keeps the parameter a bounded size.
+const IMPORT_CHUNK: usize = 2_000;
+
+/// The import transaction; returns the catalog's product count afterwards.
+fn import_tx(conn: &mut Connection, products: &[Product]) -> Result<u64> {
     let tx = conn.transaction().map_err(Error::store)?;
     {
         // An upsert that leaves unchanged rows untouched, so a re-import does
-        // not churn the full-text index. RETURNING yields nothing when the
-        // row was unchanged; the pk is then read separately.
+        // not churn the full-text index (the triggers fire on real changes).
         let mut upsert = tx
             .prepare(
-                "INSERT INTO products (id, handle, title, description, category, tags, image_url)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                "INSERT INTO products (id, handle, title, description, category, tags, image_url, filter_keys)
+                 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3,
+                        value ->> 4, value ->> 5, value ->> 6, value ->> 7
+                 FROM json_each(?1) WHERE true
                  ON CONFLICT (id) DO UPDATE SET
                     handle = excluded.handle, title = excluded.title,
                     description = excluded.description, category = excluded.category,
-                    tags = excluded.tags, image_url = excluded.image_url
+                    tags = excluded.tags, image_url = excluded.image_url,
+                    filter_keys = excluded.filter_keys
                  WHERE products.handle IS NOT excluded.handle
                     OR products.title IS NOT excluded.title
                     OR products.description IS NOT excluded.description
-                    OR products.category IS NOT excluded.category COLLATE BINARY
+                    OR products.category IS NOT excluded.category
                     OR products.tags IS NOT excluded.tags
                     OR products.image_url IS NOT excluded.image_url
-                 RETURNING pk",
+                    OR products.filter_keys IS NOT excluded.filter_keys",
             )
             .map_err(Error::store)?;
+        // Names a product of the chunk whose handle another product holds.
+        let mut handle_owner = tx
+            .prepare(
+                "SELECT j.value ->> 0, j.value ->> 1, p.id FROM json_each(?1) AS j
+                 JOIN products p ON p.handle = j.value ->> 1 AND p.id <> j.value ->> 0
+                 LIMIT 1",
+            )
+            .map_err(Error::store)?;
+        for chunk in products.chunks(IMPORT_CHUNK) {
+            let mut rows = Vec::with_capacity(chunk.len());
+            for p in chunk {
+                let tags = serde_json::to_string(&p.tags).map_err(Error::internal)?;
+                rows.push(serde_json::json!([
+                    p.id.as_str(),
+                    p.handle,
+                    p.title,
+                    p.description,
+                    p.category,
+                    tags,
+                    p.image_url,
+                    filter_keys(p)
+                ]));
+            }
+            let rows = serde_json::Value::Array(rows).to_string();
+            if let Err(e) = upsert.execute([&rows]) {
+                let owner: Option<(String, String, String)> = handle_owner
+                    .query_row([&rows], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+                    .ok()
+                    .flatten();
+                return Err(match owner {
+                    Some((id, handle, other)) => Error::invalid(format!(
+                        "product {id:?}: handle {handle:?} is already used by product {other:?}"
+                    )),
+                    None => constraint_or_store(e, || "a product conflicts with another".into()),
+                });
+            }
+        }
         let mut pk_of =
             tx.prepare("SELECT pk FROM products WHERE id = ?1").map_err(Error::store)?;
         let mut clear_variants =
             tx.prepare("DELETE FROM variants WHERE product_pk = ?1").map_err(Error::store)?;
         let mut clear_tags =
             tx.prepare("DELETE FROM product_tags WHERE product_pk = ?1").map_err(Error::store)?;
-        // First every product row, and the removal of the old variants of
-        // each, so that a variant or SKU moving between two products of the
-        // same import does not collide with its old self.
+        // The old variants of every imported product go before any new one
+        // is written, so that a variant or SKU moving between two products
+        // of the same import does not collide with its old self.
         let mut pks = Vec::with_capacity(products.len());
         for p in products {
-            let tags = serde_json::to_string(&p.tags).map_err(Error::internal)?;
-            let inserted: Option<i64> = upsert
-                .query_row(
-                    params![
-                        p.id.as_str(),
-                        p.handle,
-                        p.title,
-                        p.description,
-                        p.category,
-                        tags,
-                        p.image_url
-                    ],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(|e| {
-                    constraint_or_store(e, || {
-                        format!(
-                            "product {:?}: handle {:?} is already used by another product",
-                            p.id.as_str(),
-                            p.handle
-                        )
-                    })
-                })?;
-            let pk = match inserted {
-                Some(pk) => pk,
-                None => pk_of.query_row([p.id.as_str()], |r| r.get(0)).map_err(Error::store)?,
-            };
+            let pk: i64 = pk_of.query_row([p.id.as_str()], |r| r.get(0)).map_err(Error::store)?;
             clear_variants.execute([pk]).map_err(Error::store)?;
             clear_tags.execute([pk]).map_err(Error::store)?;
             pks.push(pk);
@@ -324,13 +443,10 @@ fn import_all(conn: &mut Connection, products: &[Product]) -> Result<u64> {
     let count: i64 =
         tx.query_row("SELECT COUNT(*) FROM products", [], |r| r.get(0)).map_err(Error::store)?;
     tx.commit().map_err(Error::store)?;
-    // Fresh statistics let the planner choose between the category, tag and
-    // full-text paths; stale ones only cost speed, so a failure is ignored.
-    let _ = conn.execute_batch("PRAGMA optimize");
     Ok(u64::try_from(count).unwrap_or(0))
 }
 
-/// Whether a search had to settle for products matching any of its words.
+/// Whether a text search had to settle for products matching any word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Mode {
@@ -338,14 +454,24 @@ enum Mode {
     Any,
 }
 
+/// Words too common to narrow a search, dropped from the text: "a tent for
+/// the beach" looks for tent and beach, and text of nothing else lists like
+/// empty text. Ranking every product whose description says "the" costs
+/// tens of milliseconds at 100k products and tells the buyer nothing.
+const STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "any", "at", "by", "for", "from", "i", "in", "into", "is", "it", "me", "my",
+    "of", "on", "or", "some", "that", "the", "this", "to", "with",
+];
+
 /// A search reduced to its meaning: two queries with the same plan return
 /// the same products in the same order.
 #[derive(Debug, Clone, PartialEq)]
 struct Plan {
     /// Lower-cased words of the text, deduplicated, in order.
     terms: Vec<String>,
+    /// Lower-cased, without leading or trailing `/`.
     category: Option<String>,
-    /// Deduplicated ASCII case-insensitively, sorted.
+    /// Lower-cased (ASCII), deduplicated, sorted.
     tags: Vec<String>,
     price: Option<(i64, i64)>,
     in_stock: bool,
@@ -368,15 +494,16 @@ impl Plan {
             if !terms.contains(&word) {
                 terms.push(word);
             }
-            if terms.len() == MAX_TERMS {
-                break;
-            }
         }
+        terms.retain(|t| !STOP_WORDS.contains(&t.as_str()));
+        terms.truncate(MAX_TERMS);
         let category = q
             .category
             .as_deref()
             .map(|c| {
-                c.trim().trim_matches('/').split('/').map(str::trim).collect::<Vec<_>>().join("/")
+                let parts: Vec<&str> =
+                    c.trim().trim_matches('/').split('/').map(str::trim).collect();
+                parts.join("/").to_ascii_lowercase()
             })
             .filter(|c| !c.is_empty());
         if category.as_ref().is_some_and(|c| c.chars().count() > catalog_import::MAX_CATEGORY_CHARS)
@@ -411,11 +538,15 @@ impl Plan {
         Ok(Plan { terms, category, tags, price, in_stock: q.in_stock_only, limit })
     }
 
+    fn has_filters(&self) -> bool {
+        self.category.is_some() || !self.tags.is_empty() || self.price.is_some() || self.in_stock
+    }
+
     /// A canonical text of everything that decides the result order; the
     /// page size is left out, so a caller may change it between pages.
     fn fingerprint(&self) -> String {
-        let category = self.category.as_deref().map(str::to_ascii_lowercase);
-        serde_json::json!([self.terms, category, self.tags, self.price, self.in_stock]).to_string()
+        serde_json::json!([self.terms, self.category, self.tags, self.price, self.in_stock])
+            .to_string()
     }
 
     /// The FTS5 query for the words, or `None` to list without text.
@@ -426,6 +557,12 @@ impl Plan {
     /// just text. The last word also matches as a prefix, for text typed
     /// as the user goes; a one-letter prefix would match half the index,
     /// so it is left exact.
+    ///
+    /// The category and tag filters are added as their `filter_keys`
+    /// tokens. The exact filters still run on the rows, but the index now
+    /// intersects lists instead of ranking every text match and checking its
+    /// row: "leather" within a small category ranks that category's leather
+    /// goods, not all of them.
     fn match_expr(&self, mode: Mode) -> Option<String> {
         let last = self.terms.len().checked_sub(1)?;
         let words: Vec<String> = self
@@ -440,61 +577,179 @@ impl Plan {
                 }
             })
             .collect();
-        Some(words.join(match mode {
-            Mode::All => " AND ",
-            Mode::Any => " OR ",
-        }))
+        let mut expr = format!(
+            "({})",
+            words.join(match mode {
+                Mode::All => " AND ",
+                Mode::Any => " OR ",
+            })
+        );
+        if let Some(category) = &self.category {
+            expr.push_str(&format!(" AND filter_keys : \"{}\"", filter_key('c', category)));
+        }
+        for tag in &self.tags {
+            expr.push_str(&format!(" AND filter_keys : \"{}\"", filter_key('t', tag)));
+        }
+        Some(expr)
+    }
+
+    /// Appends the filters as conditions on `products p`.
+    fn push_filters(&self, sql: &mut Sql) {
+        if let Some(category) = &self.category {
+            // `category_key` is the path plus `/`, so a category and all it
+            // contains are one key range: `home/` up to `home0` (`0` follows
+            // `/` in ASCII), which an index walks in order.
+            let lo = sql.bind(format!("{category}/"));
+            let hi = sql.bind(format!("{category}0"));
+            sql.push(&format!(" AND p.category_key >= {lo} AND p.category_key < {hi}"));
+        }
+        // One probe of the (tag, product) key per tag: cheap per product,
+        // and it lets a listing stop as soon as its page is full.
+        for tag in &self.tags {
+            let tag = sql.bind(tag.clone());
+            sql.push(&format!(
+                " AND EXISTS (SELECT 1 FROM product_tags t WHERE t.tag = {tag} AND t.product_pk = p.pk)"
+            ));
+        }
+        if self.price.is_some() || self.in_stock {
+            sql.push(" AND EXISTS (SELECT 1 FROM variants v");
+            if self.in_stock {
+                sql.push(" JOIN stock s ON s.sku = v.sku AND s.quantity > 0");
+            }
+            sql.push(" WHERE v.product_pk = p.pk");
+            if let Some((lo, hi)) = self.price {
+                let lo = sql.bind(lo);
+                let hi = sql.bind(hi);
+                sql.push(&format!(" AND v.price >= {lo} AND v.price <= {hi}"));
+            }
+            sql.push(")");
+        }
     }
 }
 
-/// Where the previous page ended, in the order of its mode.
-#[derive(Debug, Clone, PartialEq)]
-struct Position {
-    mode: Mode,
-    score: f64,
-    id: String,
+/// The `filter_keys` token for a category path (`kind` `c`) or a tag
+/// (`t`), both already lower-cased: `z`, the kind, and the value's bytes in
+/// hex. Letters and digits only, so the tokenizer keeps it whole; the
+/// stemmer may trim it, but the same way here and in a query, so a
+/// product's token always matches its filter's. Migration
+/// `101_catalog_filter_keys` builds the same tokens in SQL.
+fn filter_key(kind: char, value: &str) -> String {
+    use std::fmt::Write;
+    let mut key = String::with_capacity(2 + 2 * value.len());
+    key.push('z');
+    key.push(kind);
+    for b in value.bytes() {
+        // Writing to a String cannot fail.
+        let _ = write!(key, "{b:02X}");
+    }
+    key
 }
 
-/// The cursor as sent to clients, base64url-encoded JSON. `c` binds the
+/// The `filter_keys` text of a product: every category on its path (so a
+/// filter on `home` finds `home/kitchen`) and every tag.
+fn filter_keys(p: &Product) -> String {
+    let mut keys = Vec::with_capacity(p.tags.len() + 3);
+    let mut end = 0;
+    for part in p.category.split('/') {
+        end += part.len();
+        keys.push(filter_key('c', &p.category[..end]));
+        end += 1;
+    }
+    keys.extend(p.tags.iter().map(|t| filter_key('t', &t.to_ascii_lowercase())));
+    keys.join(" ")
+}
+
+/// Where the previous page ended.
+#[derive(Debug, Clone, PartialEq)]
+enum Position {
+    /// A text search orders by relevance, then by the product's row key
+    /// (stable across re-imports, which update rows in place). Ordering
+    /// ties by product id instead would mean reading every matching
+    /// product row just to sort, five times the cost at 100k products.
+    Ranked { mode: Mode, score: f64, pk: i64 },
+    /// A listing without text orders by product id, or, under a category
+    /// filter, by category path and then id; `key` is the path then.
+    Listed { key: String, id: String },
+}
+
+/// The cursor as sent to clients: base64url of this JSON. `c` binds the
 /// position to the query's fingerprint, so a cursor from another query, or
 /// one edited by hand, is refused instead of paging through the wrong list.
 /// It is a check, not a secret: a forged cursor could only move within the
 /// caller's own results.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CursorWire {
     v: u8,
-    m: Mode,
+    /// Present for text searches only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    m: Option<Mode>,
     /// The score's bits: a float printed and parsed as decimal may come
     /// back one unit off, and the position must compare exactly.
+    #[serde(default)]
     s: u64,
+    #[serde(default)]
+    pk: i64,
+    #[serde(default)]
+    k: String,
+    #[serde(default)]
     id: String,
+    #[serde(default)]
     c: String,
 }
 
 const CURSOR_VERSION: u8 = 1;
 
-fn cursor_check(plan: &Plan, pos: &Position) -> String {
-    let text = serde_json::json!([
-        "agentgate.catalog.cursor.v1",
-        plan.fingerprint(),
-        pos.mode,
-        pos.score.to_bits(),
-        pos.id
-    ])
-    .to_string();
-    let digest = Sha256::digest(text.as_bytes());
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+impl CursorWire {
+    fn from_position(pos: &Position) -> Self {
+        match pos {
+            Position::Ranked { mode, score, pk } => CursorWire {
+                v: CURSOR_VERSION,
+                m: Some(*mode),
+                s: score.to_bits(),
+                pk: *pk,
+                ..CursorWire::default()
+            },
+            Position::Listed { key, id } => CursorWire {
+                v: CURSOR_VERSION,
+                k: key.clone(),
+                id: id.clone(),
+                ..CursorWire::default()
+            },
+        }
+    }
+
+    fn position(&self) -> Option<Position> {
+        match self.m {
+            Some(mode) => {
+                let score = f64::from_bits(self.s);
+                score.is_finite().then_some(Position::Ranked { mode, score, pk: self.pk })
+            }
+            None => Some(Position::Listed { key: self.k.clone(), id: self.id.clone() }),
+        }
+    }
+
+    /// The check over the query and every field but `c` itself.
+    fn check(&self, plan: &Plan) -> String {
+        let text = serde_json::json!([
+            "agentgate.catalog.cursor",
+            plan.fingerprint(),
+            self.v,
+            self.m,
+            self.s,
+            self.pk,
+            self.k,
+            self.id
+        ])
+        .to_string();
+        let digest = Sha256::digest(text.as_bytes());
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 fn encode_cursor(plan: &Plan, pos: &Position) -> Result<String> {
-    let wire = CursorWire {
-        v: CURSOR_VERSION,
-        m: pos.mode,
-        s: pos.score.to_bits(),
-        id: pos.id.clone(),
-        c: cursor_check(plan, pos),
-    };
+    let mut wire = CursorWire::from_position(pos);
+    wire.c = wire.check(plan);
     let json = serde_json::to_vec(&wire).map_err(Error::internal)?;
     Ok(URL_SAFE_NO_PAD.encode(json))
 }
@@ -506,11 +761,11 @@ fn decode_cursor(raw: &str, plan: &Plan) -> Result<Position> {
     }
     let bytes = URL_SAFE_NO_PAD.decode(raw.trim()).map_err(|_| malformed())?;
     let wire: CursorWire = serde_json::from_slice(&bytes).map_err(|_| malformed())?;
-    let pos = Position { mode: wire.m, score: f64::from_bits(wire.s), id: wire.id };
-    if wire.v != CURSOR_VERSION || !pos.score.is_finite() {
+    if wire.v != CURSOR_VERSION {
         return Err(malformed());
     }
-    if cursor_check(plan, &pos) != wire.c {
+    let pos = wire.position().ok_or_else(malformed)?;
+    if wire.check(plan) != wire.c {
         return Err(Error::invalid(
             "cursor belongs to a different search; repeat the search that produced it",
         ));
@@ -534,103 +789,226 @@ impl Sql {
     fn push(&mut self, s: &str) {
         self.text.push_str(s);
     }
+
+    fn query_map<T>(
+        &self,
+        conn: &Connection,
+        f: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut stmt = conn.prepare_cached(&self.text).map_err(Error::store)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(self.values.iter()), f)
+            .map_err(Error::store)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(Error::store)
+    }
 }
 
-const PRODUCT_COLUMNS: &str =
-    "p.pk, p.id, p.handle, p.title, p.description, p.category, p.tags, p.image_url";
+/// A listing without text. It orders by product id, or, with a category
+/// filter, by category path and then id, so that the category's index
+/// range is walked in order and the query stops once the page is full.
+/// When a tag or price filter is selective enough, the listing starts from
+/// that filter's index instead (see [`driver`]); the order is the same.
+fn listed(
+    conn: &Connection,
+    plan: &Plan,
+    after: Option<(String, String)>,
+) -> Result<Vec<(i64, Position)>> {
+    listed_from(conn, plan, after, driver(conn, plan)?)
+}
 
-/// The search statement for one page: `fetch` rows after `after`.
-fn search_sql(plan: &Plan, mode: Mode, after: Option<&Position>, fetch: usize) -> Sql {
+fn listed_from(
+    conn: &Connection,
+    plan: &Plan,
+    after: Option<(String, String)>,
+    driver: Option<Driver>,
+) -> Result<Vec<(i64, Position)>> {
+    let by_category = plan.category.is_some();
+    let key = if by_category { "p.category_key" } else { "''" };
     let mut sql = Sql::default();
-    let order = match plan.match_expr(mode) {
-        Some(expr) => {
+    sql.push(&format!("SELECT p.pk, {key}, p.id FROM "));
+    // CROSS JOIN keeps the driving set as the outer loop: SQLite never
+    // reorders the two sides of a CROSS JOIN.
+    match driver {
+        Some(Driver::Tag(tag)) => {
+            let tag = sql.bind(tag);
             sql.push(&format!(
-                "SELECT {PRODUCT_COLUMNS}, {BM25} AS score
-                 FROM products_fts JOIN products p ON p.pk = products_fts.rowid
-                 WHERE products_fts MATCH "
+                "(SELECT product_pk AS pk FROM product_tags WHERE tag = {tag}) AS d
+                 CROSS JOIN products p ON p.pk = d.pk"
             ));
-            let m = sql.bind(expr);
-            sql.push(&m);
-            if let Some(after) = after {
-                let s = sql.bind(after.score);
-                let id = sql.bind(after.id.clone());
-                sql.push(&format!(" AND (score > {s} OR (score = {s} AND p.id > {id}))"));
-            }
-            " ORDER BY score, p.id"
         }
-        None => {
-            sql.push(&format!("SELECT {PRODUCT_COLUMNS}, 0.0 AS score FROM products p WHERE 1"));
-            if let Some(after) = after {
-                let id = sql.bind(after.id.clone());
-                sql.push(&format!(" AND p.id > {id}"));
-            }
-            " ORDER BY p.id"
-        }
-    };
-    if let Some(category) = &plan.category {
-        // The path itself, or anything below it: `apparel/` < `apparel/x` <
-        // `apparel0`, since `0` follows `/` in ASCII. A range keeps the index
-        // usable where `LIKE 'apparel/%'` would not be.
-        let exact = sql.bind(category.clone());
-        let lo = sql.bind(format!("{category}/"));
-        let hi = sql.bind(format!("{category}0"));
-        sql.push(&format!(
-            " AND (p.category = {exact} OR (p.category > {lo} AND p.category < {hi}))"
-        ));
-    }
-    if !plan.tags.is_empty() {
-        let list = sql.bind(serde_json::json!(plan.tags).to_string());
-        let n = sql.bind(plan.tags.len() as i64);
-        sql.push(&format!(
-            " AND p.pk IN (SELECT product_pk FROM product_tags
-                WHERE tag IN (SELECT value FROM json_each({list}))
-                GROUP BY product_pk HAVING COUNT(*) = {n})"
-        ));
-    }
-    if plan.price.is_some() || plan.in_stock {
-        sql.push(" AND EXISTS (SELECT 1 FROM variants v");
-        if plan.in_stock {
-            sql.push(" JOIN stock s ON s.sku = v.sku AND s.quantity > 0");
-        }
-        sql.push(" WHERE v.product_pk = p.pk");
-        if let Some((lo, hi)) = plan.price {
+        Some(Driver::Price(lo, hi)) => {
             let lo = sql.bind(lo);
             let hi = sql.bind(hi);
-            sql.push(&format!(" AND v.price >= {lo} AND v.price <= {hi}"));
+            sql.push(&format!(
+                "(SELECT DISTINCT product_pk AS pk FROM variants
+                  WHERE price >= {lo} AND price <= {hi}) AS d
+                 CROSS JOIN products p ON p.pk = d.pk"
+            ));
         }
-        sql.push(")");
+        None => sql.push("products p"),
     }
-    sql.push(order);
-    let limit = sql.bind(fetch as i64);
-    sql.push(&format!(" LIMIT {limit}"));
-    sql
+    sql.push(" WHERE 1");
+    if let Some((after_key, after_id)) = after {
+        let after_id = sql.bind(after_id);
+        if by_category {
+            let after_key = sql.bind(after_key);
+            sql.push(&format!(" AND (p.category_key, p.id) > ({after_key}, {after_id})"));
+        } else {
+            sql.push(&format!(" AND p.id > {after_id}"));
+        }
+    }
+    plan.push_filters(&mut sql);
+    let limit = sql.bind((plan.limit + 1) as i64);
+    let order = if by_category { "p.category_key, p.id" } else { "p.id" };
+    sql.push(&format!(" ORDER BY {order} LIMIT {limit}"));
+    sql.query_map(conn, |r| Ok((r.get(0)?, Position::Listed { key: r.get(1)?, id: r.get(2)? })))
 }
 
-/// A product row before its variants are attached.
-struct ProductRow {
-    pk: i64,
-    id: String,
-    handle: String,
-    title: String,
-    description: String,
-    category: String,
-    tags: String,
-    image_url: Option<String>,
-    score: f64,
+/// A filter a listing can start from.
+#[derive(Debug, Clone, PartialEq)]
+enum Driver {
+    Tag(String),
+    Price(i64, i64),
 }
 
-fn product_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProductRow> {
-    Ok(ProductRow {
-        pk: r.get(0)?,
-        id: r.get(1)?,
-        handle: r.get(2)?,
-        title: r.get(3)?,
-        description: r.get(4)?,
-        category: r.get(5)?,
-        tags: r.get(6)?,
-        image_url: r.get(7)?,
-        score: r.get(8)?,
+/// Counting stops here: a filter this common is never worth starting from.
+const DRIVER_PROBE: i64 = 4_096;
+
+/// Whether a listing should start from its most selective tag or price
+/// filter rather than walk the listing order.
+///
+/// Walking stops after a page's worth of matches, so it reads about
+/// `page / selectivity` rows: next to nothing for common filters, most of
+/// the catalog for rare ones (a rare tag, a narrow price band). Starting
+/// from a filter reads every product it selects and sorts them. Bounded
+/// counts on the tag and price indexes estimate both, assuming the filters
+/// are independent, and the cheaper one wins. The estimate costs a few
+/// index probes and is only made when such a filter is present.
+fn driver(conn: &Connection, plan: &Plan) -> Result<Option<Driver>> {
+    if plan.tags.is_empty() && plan.price.is_none() {
+        return Ok(None);
+    }
+    let count = |sql: &str, values: Vec<Value>| -> Result<i64> {
+        conn.prepare_cached(sql)
+            .and_then(|mut s| s.query_row(rusqlite::params_from_iter(values), |r| r.get(0)))
+            .map_err(Error::store)
+    };
+    // The largest row key bounds the product count and costs one probe.
+    let total = count("SELECT COALESCE(MAX(pk), 0) FROM products", Vec::new())?.max(1);
+    let mut candidates: Vec<(Driver, i64)> = Vec::new();
+    for tag in &plan.tags {
+        let n = count(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM product_tags WHERE tag = ?1 LIMIT ?2)",
+            vec![tag.clone().into(), DRIVER_PROBE.into()],
+        )?;
+        candidates.push((Driver::Tag(tag.clone()), n));
+    }
+    if let Some((lo, hi)) = plan.price {
+        let n = count(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM variants WHERE price >= ?1 AND price <= ?2 LIMIT ?3)",
+            vec![lo.into(), hi.into(), DRIVER_PROBE.into()],
+        )?;
+        candidates.push((Driver::Price(lo, hi), n));
+    }
+    let selectivity: f64 =
+        candidates.iter().map(|(_, n)| (*n as f64 / total as f64).min(1.0)).product();
+    let walk = ((plan.limit + 1) as f64 / selectivity.max(f64::MIN_POSITIVE)).min(total as f64);
+    let best = candidates.into_iter().min_by_key(|(_, n)| *n);
+    Ok(match best {
+        // A started-from row costs a lookup and a sort slot, a walked row an
+        // index step and a probe or two: a few walked rows per started one.
+        Some((driver, n)) if n < DRIVER_PROBE && (n as f64) * 3.0 < walk => Some(driver),
+        _ => None,
     })
+}
+
+/// A text search: products ranked by BM25 in the full-text index alone,
+/// and only then, for filters, checked against their rows in batches.
+///
+/// Ranking has to score every match, but reading each match's product row
+/// as well would double the cost; so rows are read only for candidates in
+/// rank order until a page's worth pass the filters.
+fn ranked(
+    conn: &Connection,
+    plan: &Plan,
+    mode: Mode,
+    after: Option<(f64, i64)>,
+) -> Result<Vec<(i64, Position)>> {
+    let Some(expr) = plan.match_expr(mode) else {
+        return Ok(Vec::new());
+    };
+    let want = plan.limit + 1;
+    let mut sql = Sql::default();
+    sql.push(&format!("SELECT rowid, {BM25} AS score FROM products_fts WHERE products_fts MATCH "));
+    let m = sql.bind(expr);
+    sql.push(&m);
+    if let Some((score, pk)) = after {
+        let score = sql.bind(score);
+        let pk = sql.bind(pk);
+        sql.push(&format!(" AND (score, rowid) > ({score}, {pk})"));
+    }
+    sql.push(" ORDER BY score, rowid");
+    if !plan.has_filters() {
+        let limit = sql.bind(want as i64);
+        sql.push(&format!(" LIMIT {limit}"));
+        return sql.query_map(conn, |r| {
+            let score = r.get(1)?;
+            Ok((r.get(0)?, Position::Ranked { mode, score, pk: r.get(0)? }))
+        });
+    }
+    let mut stmt = conn.prepare_cached(&sql.text).map_err(Error::store)?;
+    let mut rows =
+        stmt.query(rusqlite::params_from_iter(sql.values.iter())).map_err(Error::store)?;
+    let mut found = Vec::with_capacity(want);
+    let mut batch: Vec<(i64, f64)> = Vec::new();
+    let mut batch_size = want * 2;
+    loop {
+        let row = rows.next().map_err(Error::store)?;
+        let done = row.is_none();
+        if let Some(r) = row {
+            batch.push((r.get(0).map_err(Error::store)?, r.get(1).map_err(Error::store)?));
+        }
+        if batch.len() >= batch_size || (done && !batch.is_empty()) {
+            let passing = passing_filters(conn, plan, &batch)?;
+            for (pk, score) in batch.drain(..) {
+                if passing.contains(&pk) && found.len() < want {
+                    found.push((pk, Position::Ranked { mode, score, pk }));
+                }
+            }
+            if found.len() >= want {
+                break;
+            }
+            batch_size = (batch_size * 4).min(2_048);
+        }
+        if done {
+            break;
+        }
+    }
+    Ok(found)
+}
+
+/// Which of the candidates pass the plan's filters.
+fn passing_filters(
+    conn: &Connection,
+    plan: &Plan,
+    candidates: &[(i64, f64)],
+) -> Result<std::collections::HashSet<i64>> {
+    let mut sql = Sql::default();
+    let pks: Vec<i64> = candidates.iter().map(|c| c.0).collect();
+    let list = sql.bind(serde_json::json!(pks).to_string());
+    if plan.category.is_some() {
+        sql.push(&format!(
+            "SELECT p.pk FROM products p WHERE p.pk IN (SELECT value FROM json_each({list}))"
+        ));
+    } else {
+        // Tag, price and stock filters need only the row key, so the
+        // candidates stand in for `products p` and no product row is read.
+        sql.push(&format!(
+            "SELECT p.pk FROM (SELECT value AS pk FROM json_each({list})) AS p WHERE 1"
+        ));
+    }
+    plan.push_filters(&mut sql);
+    Ok(sql.query_map(conn, |r| r.get(0))?.into_iter().collect())
 }
 
 /// Rows were validated on import, so one that fails to parse means the
@@ -641,7 +1019,7 @@ fn corrupt(detail: impl std::fmt::Display) -> Error {
 
 /// The variants, with current stock, of the given products: one query for
 /// a whole page, never one per product.
-fn load_variants(conn: &Connection, pks: &[i64]) -> Result<HashMap<i64, Vec<Variant>>> {
+fn load_variants(conn: &Connection, list: &str) -> Result<HashMap<i64, Vec<Variant>>> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT v.product_pk, v.id, v.sku, v.title, v.price, v.currency, v.requires_shipping,
@@ -651,23 +1029,23 @@ fn load_variants(conn: &Connection, pks: &[i64]) -> Result<HashMap<i64, Vec<Vari
              ORDER BY v.product_pk, v.position",
         )
         .map_err(Error::store)?;
-    let list = serde_json::json!(pks).to_string();
     let mut rows = stmt.query([list]).map_err(Error::store)?;
-    let mut out: HashMap<i64, Vec<Variant>> = HashMap::with_capacity(pks.len());
+    let mut out: HashMap<i64, Vec<Variant>> = HashMap::new();
     while let Some(r) = rows.next().map_err(Error::store)? {
         let pk: i64 = r.get(0).map_err(Error::store)?;
         let id: String = r.get(1).map_err(Error::store)?;
         let sku: String = r.get(2).map_err(Error::store)?;
         let currency: String = r.get(5).map_err(Error::store)?;
         let quantity: i64 = r.get(7).map_err(Error::store)?;
+        let price = Money::new(
+            r.get(4).map_err(Error::store)?,
+            Currency::parse(&currency).map_err(corrupt)?,
+        );
         let variant = Variant {
             id: VariantId::parse(&id).map_err(corrupt)?,
             sku: Sku::parse(&sku).map_err(corrupt)?,
             title: r.get(3).map_err(Error::store)?,
-            price: Money::new(
-                r.get(4).map_err(Error::store)?,
-                Currency::parse(&currency).map_err(corrupt)?,
-            ),
+            price,
             // The stock table allows counts past u32; show the most we can.
             stock: u32::try_from(quantity.max(0)).unwrap_or(u32::MAX),
             requires_shipping: r.get(6).map_err(Error::store)?,
@@ -677,38 +1055,39 @@ fn load_variants(conn: &Connection, pks: &[i64]) -> Result<HashMap<i64, Vec<Vari
     Ok(out)
 }
 
-/// Attaches variants to product rows, keeping the rows' order.
-fn load_products(conn: &Connection, rows: Vec<ProductRow>) -> Result<Vec<Product>> {
-    let pks: Vec<i64> = rows.iter().map(|r| r.pk).collect();
-    let mut variants = load_variants(conn, &pks)?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(Product {
-                id: ProductId::parse(&row.id).map_err(corrupt)?,
-                handle: row.handle,
-                title: row.title,
-                description: row.description,
-                category: row.category,
-                tags: serde_json::from_str(&row.tags).map_err(corrupt)?,
-                image_url: row.image_url,
-                variants: variants.remove(&row.pk).unwrap_or_default(),
-            })
-        })
-        .collect()
-}
-
-fn run_search(
-    conn: &Connection,
-    plan: &Plan,
-    mode: Mode,
-    after: Option<&Position>,
-) -> Result<Vec<ProductRow>> {
-    let sql = search_sql(plan, mode, after, plan.limit + 1);
-    let mut stmt = conn.prepare_cached(&sql.text).map_err(Error::store)?;
-    let rows = stmt
-        .query_map(rusqlite::params_from_iter(sql.values.iter()), product_row)
+/// The products with these row keys, in this order, with their variants:
+/// two queries however many products.
+fn load_products(conn: &Connection, pks: &[i64]) -> Result<Vec<Product>> {
+    if pks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = serde_json::json!(pks).to_string();
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT pk, id, handle, title, description, category, tags, image_url
+             FROM products WHERE pk IN (SELECT value FROM json_each(?1))",
+        )
         .map_err(Error::store)?;
-    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(Error::store)
+    let mut rows = stmt.query([&list]).map_err(Error::store)?;
+    let mut found: HashMap<i64, Product> = HashMap::with_capacity(pks.len());
+    let mut variants = load_variants(conn, &list)?;
+    while let Some(r) = rows.next().map_err(Error::store)? {
+        let pk: i64 = r.get(0).map_err(Error::store)?;
+        let id: String = r.get(1).map_err(Error::store)?;
+        let tags: String = r.get(6).map_err(Error::store)?;
+        let product = Product {
+            id: ProductId::parse(&id).map_err(corrupt)?,
+            handle: r.get(2).map_err(Error::store)?,
+            title: r.get(3).map_err(Error::store)?,
+            description: r.get(4).map_err(Error::store)?,
+            category: r.get(5).map_err(Error::store)?,
+            tags: serde_json::from_str(&tags).map_err(corrupt)?,
+            image_url: r.get(7).map_err(Error::store)?,
+            variants: variants.remove(&pk).unwrap_or_default(),
+        };
+        found.insert(pk, product);
+    }
+    Ok(pks.iter().filter_map(|pk| found.remove(pk)).collect())
 }
 
 fn search_page(conn: &Connection, plan: &Plan, after: Option<Position>) -> Result<SearchPage> {
@@ -716,68 +1095,69 @@ fn search_page(conn: &Connection, plan: &Plan, after: Option<Position>) -> Resul
     // One read transaction, so the page and its variants come from the same
     // snapshot even if an import commits in between.
     let tx = conn.unchecked_transaction().map_err(Error::store)?;
-    let mut mode = after.as_ref().map_or(Mode::All, |p| p.mode);
-    let mut rows = run_search(conn, plan, mode, after.as_ref())?;
-    if rows.is_empty() && after.is_none() && plan.terms.len() > 1 {
-        mode = Mode::Any;
-        rows = run_search(conn, plan, mode, None)?;
-    }
-    let more = rows.len() > plan.limit;
-    rows.truncate(plan.limit);
-    let next_cursor = match rows.last() {
-        Some(last) if more => {
-            Some(encode_cursor(plan, &Position { mode, score: last.score, id: last.id.clone() })?)
+    let mut hits = match (plan.terms.is_empty(), after) {
+        (true, None) => listed(conn, plan, None)?,
+        (true, Some(Position::Listed { key, id })) => listed(conn, plan, Some((key, id)))?,
+        (false, None) => {
+            let hits = ranked(conn, plan, Mode::All, None)?;
+            if hits.is_empty() && plan.terms.len() > 1 {
+                ranked(conn, plan, Mode::Any, None)?
+            } else {
+                hits
+            }
         }
+        (false, Some(Position::Ranked { mode, score, pk })) => {
+            ranked(conn, plan, mode, Some((score, pk)))?
+        }
+        // The fingerprint check makes these unreachable: a cursor carries
+        // the kind of search that issued it.
+        (_, Some(_)) => return Err(Error::invalid("cursor does not fit this search")),
+    };
+    let more = hits.len() > plan.limit;
+    hits.truncate(plan.limit);
+    let next_cursor = match hits.last() {
+        Some((_, pos)) if more => Some(encode_cursor(plan, pos)?),
         _ => None,
     };
-    let products = load_products(conn, rows)?;
+    let pks: Vec<i64> = hits.iter().map(|(pk, _)| *pk).collect();
+    let products = load_products(conn, &pks)?;
     tx.finish().map_err(Error::store)?;
     Ok(SearchPage { products, next_cursor })
 }
 
-/// One product found by `column = value` (a unique column).
-fn product_where(conn: &Connection, column: &str, value: &str) -> Result<Option<Product>> {
-    let sql = format!("SELECT {PRODUCT_COLUMNS}, 0.0 FROM products p WHERE p.{column} = ?1");
-    let tx = conn.unchecked_transaction().map_err(Error::store)?;
-    let row = conn
-        .prepare_cached(&sql)
-        .and_then(|mut s| s.query_row([value], product_row).optional())
-        .map_err(Error::store)?;
-    let product = match row {
-        Some(row) => load_products(conn, vec![row])?.pop(),
-        None => None,
-    };
-    tx.finish().map_err(Error::store)?;
-    Ok(product)
-}
-
-/// The product owning the variant with `column = value`, and that
-/// variant's id.
-fn product_of_variant(
+/// The product found by one of the `BY_*` queries (a unique key to a
+/// product row key and, for variant lookups, the variant id), with its
+/// variants, read in one snapshot.
+fn lookup(
     conn: &Connection,
-    column: &str,
+    sql: &'static str,
     value: &str,
-) -> Result<Option<(Product, VariantId)>> {
-    let sql = format!(
-        "SELECT {PRODUCT_COLUMNS}, 0.0, v.id FROM variants v JOIN products p ON p.pk = v.product_pk
-         WHERE v.{column} = ?1"
-    );
+) -> Result<Option<(Product, Option<String>)>> {
     let tx = conn.unchecked_transaction().map_err(Error::store)?;
-    let found = conn
-        .prepare_cached(&sql)
-        .and_then(|mut s| {
-            s.query_row([value], |r| Ok((product_row(r)?, r.get::<_, String>(9)?))).optional()
-        })
+    let found: Option<(i64, Option<String>)> = conn
+        .prepare_cached(sql)
+        .and_then(|mut s| s.query_row([value], |r| Ok((r.get(0)?, r.get(1)?))).optional())
         .map_err(Error::store)?;
     let out = match found {
-        Some((row, variant)) => {
-            let variant = VariantId::parse(&variant).map_err(corrupt)?;
-            load_products(conn, vec![row])?.pop().map(|p| (p, variant))
-        }
+        Some((pk, variant)) => load_products(conn, &[pk])?.pop().map(|p| (p, variant)),
         None => None,
     };
     tx.finish().map_err(Error::store)?;
     Ok(out)
+}
+
+const BY_ID: &str = "SELECT pk, NULL FROM products WHERE id = ?1";
+const BY_HANDLE: &str = "SELECT pk, NULL FROM products WHERE handle = ?1";
+const BY_VARIANT: &str = "SELECT product_pk, id FROM variants WHERE id = ?1";
+const BY_SKU: &str = "SELECT product_pk, id FROM variants WHERE sku = ?1";
+
+fn with_variant(found: Option<(Product, Option<String>)>) -> Result<Option<(Product, VariantId)>> {
+    match found {
+        Some((product, Some(variant))) => {
+            Ok(Some((product, VariantId::parse(&variant).map_err(corrupt)?)))
+        }
+        _ => Ok(None),
+    }
 }
 
 #[async_trait]
@@ -790,30 +1170,31 @@ impl Catalog for SqliteCatalog {
 
     async fn product(&self, id: &ProductId) -> Result<Option<Product>> {
         let id = id.as_str().to_owned();
-        self.db.read(move |conn| product_where(conn, "id", &id)).await
+        Ok(self.db.read(move |conn| lookup(conn, BY_ID, &id)).await?.map(|(p, _)| p))
     }
 
     async fn product_by_handle(&self, handle: &str) -> Result<Option<Product>> {
         let handle = handle.to_owned();
-        self.db.read(move |conn| product_where(conn, "handle", &handle)).await
+        Ok(self.db.read(move |conn| lookup(conn, BY_HANDLE, &handle)).await?.map(|(p, _)| p))
     }
 
     async fn variant(&self, id: &VariantId) -> Result<Option<(Product, VariantId)>> {
         let id = id.as_str().to_owned();
-        self.db.read(move |conn| product_of_variant(conn, "id", &id)).await
+        with_variant(self.db.read(move |conn| lookup(conn, BY_VARIANT, &id)).await?)
     }
 
     async fn by_sku(&self, sku: &Sku) -> Result<Option<(Product, VariantId)>> {
         let sku = sku.as_str().to_owned();
-        self.db.read(move |conn| product_of_variant(conn, "sku", &sku)).await
+        with_variant(self.db.read(move |conn| lookup(conn, BY_SKU, &sku)).await?)
     }
 
     async fn categories(&self) -> Result<Vec<CategoryNode>> {
         self.db
             .read(|conn| {
+                // Grouping by the indexed key reads the index alone.
                 let mut stmt = conn
                     .prepare_cached(
-                        "SELECT category, COUNT(*) FROM products GROUP BY category ORDER BY category",
+                        "SELECT category_key, COUNT(*) FROM products GROUP BY category_key",
                     )
                     .map_err(Error::store)?;
                 let rows = stmt
@@ -821,7 +1202,8 @@ impl Catalog for SqliteCatalog {
                     .map_err(Error::store)?;
                 let mut paths = Vec::new();
                 for row in rows {
-                    let (path, count) = row.map_err(Error::store)?;
+                    let (key, count) = row.map_err(Error::store)?;
+                    let path = key.strip_suffix('/').unwrap_or(&key).to_owned();
                     paths.push((path, u64::try_from(count).unwrap_or(0)));
                 }
                 Ok(CategoryNode::build_tree(&paths))
@@ -845,7 +1227,7 @@ mod tests {
     }
 
     fn migrations() -> Vec<Migration> {
-        std::iter::once(STOCK_MIGRATION).chain(MIGRATIONS.iter().copied()).collect()
+        crate::adapters::sqlite::migrations()
     }
 
     fn open() -> Fixture {
@@ -1065,7 +1447,8 @@ mod tests {
             SearchQuery::default(),
             text("cotton"),
             // Falls back to any word: many results with tied and close scores.
-            text("the a of and in with for"),
+            text("shirt kettle tent lantern coffee"),
+            SearchQuery { category: Some("apparel".into()), ..Default::default() },
             SearchQuery {
                 category: Some("home".into()),
                 in_stock_only: true,
@@ -1085,6 +1468,169 @@ mod tests {
             walk(&f.catalog, SearchQuery { limit: 9, ..Default::default() }).await.len(),
             77
         );
+    }
+
+    #[tokio::test]
+    async fn listings_order_by_id_or_by_category_path() {
+        let f = demo().await;
+        let all = walk(&f.catalog, SearchQuery { limit: 13, ..Default::default() }).await;
+        let mut sorted = all.clone();
+        sorted.sort();
+        assert_eq!(all, sorted);
+        let home = SearchQuery { category: Some("home".into()), limit: 4, ..Default::default() };
+        let got = walk(&f.catalog, home).await;
+        let mut want: Vec<(String, String)> = demo_products()
+            .into_iter()
+            .filter(|p| p.category.starts_with("home/"))
+            .map(|p| (p.category, p.id.as_str().to_owned()))
+            .collect();
+        want.sort();
+        assert_eq!(got, want.into_iter().map(|(_, id)| id).collect::<Vec<_>>());
+    }
+
+    /// A listing may start from a tag or price index or walk the listing
+    /// order (see `driver`); every start must give the same pages.
+    #[tokio::test]
+    async fn listing_strategies_agree() {
+        let f = demo().await;
+        let has = |p: &Product, t: &str| p.tags.iter().any(|x| x.eq_ignore_ascii_case(t));
+        let priced = |p: &Product, lo: i64, hi: i64| {
+            p.variants.iter().any(|v| (lo..=hi).contains(&v.price.minor()))
+        };
+        let cases: Vec<(SearchQuery, HashSet<String>)> = vec![
+            (
+                SearchQuery { tags: vec!["gift".into()], ..Default::default() },
+                demo_where(|p| has(p, "gift")),
+            ),
+            (
+                SearchQuery { tags: vec!["gift".into(), "wool".into()], ..Default::default() },
+                demo_where(|p| has(p, "gift") && has(p, "wool")),
+            ),
+            (
+                SearchQuery {
+                    price_min: Some(2_000),
+                    price_max: Some(5_000),
+                    ..Default::default()
+                },
+                demo_where(|p| priced(p, 2_000, 5_000)),
+            ),
+            (
+                SearchQuery {
+                    category: Some("home".into()),
+                    tags: vec!["coffee".into()],
+                    price_max: Some(9_000),
+                    ..Default::default()
+                },
+                demo_where(|p| {
+                    p.category.starts_with("home/") && has(p, "coffee") && priced(p, 0, 9_000)
+                }),
+            ),
+        ];
+        for (q, want) in cases {
+            let plan = Plan::from_query(&SearchQuery { limit: 2, ..q.clone() }).unwrap();
+            let mut drivers = vec![None, Some(Driver::Price(0, i64::MAX))];
+            drivers.extend(plan.tags.iter().map(|t| Some(Driver::Tag(t.clone()))));
+            if let Some((lo, hi)) = plan.price {
+                drivers.push(Some(Driver::Price(lo, hi)));
+            }
+            let mut runs = Vec::new();
+            for driver in drivers {
+                let plan = plan.clone();
+                let ids =
+                    f.db.read(move |conn| {
+                        let mut ids = Vec::new();
+                        let mut after = None;
+                        for _ in 0..100 {
+                            let mut hits = listed_from(conn, &plan, after.clone(), driver.clone())?;
+                            let more = hits.len() > plan.limit;
+                            hits.truncate(plan.limit);
+                            for (pk, pos) in hits {
+                                let Position::Listed { key, id } = pos else { panic!("{pk}") };
+                                ids.push(id.clone());
+                                after = Some((key, id));
+                            }
+                            if !more {
+                                return Ok(ids);
+                            }
+                        }
+                        panic!("pagination did not end");
+                    })
+                    .await
+                    .unwrap();
+                runs.push(ids);
+            }
+            assert!(!want.is_empty(), "{q:?}");
+            assert_eq!(set(&runs[0]), want, "{q:?}");
+            for run in &runs {
+                assert_eq!(run, &runs[0], "{q:?}");
+            }
+            assert_eq!(walk(&f.catalog, q.clone()).await, runs[0], "{q:?}");
+        }
+    }
+
+    /// Category and tag filters also narrow the full-text query; that must
+    /// never change which products a text search returns.
+    #[tokio::test]
+    async fn filters_on_text_search_are_exact() {
+        let f = demo().await;
+        let has = |p: &Product, t: &str| p.tags.iter().any(|x| x.eq_ignore_ascii_case(t));
+        let filters: Vec<(SearchQuery, HashSet<String>)> = vec![
+            (
+                SearchQuery { category: Some("home".into()), ..Default::default() },
+                demo_where(|p| p.category.starts_with("home/")),
+            ),
+            (
+                SearchQuery { category: Some("Outdoors/Camping".into()), ..Default::default() },
+                demo_where(|p| p.category == "outdoors/camping"),
+            ),
+            (
+                SearchQuery { tags: vec!["Usb-C".into()], ..Default::default() },
+                demo_where(|p| has(p, "usb-c")),
+            ),
+            (
+                SearchQuery {
+                    category: Some("electronics".into()),
+                    tags: vec!["wireless".into()],
+                    ..Default::default()
+                },
+                demo_where(|p| p.category.starts_with("electronics/") && has(p, "wireless")),
+            ),
+            (
+                SearchQuery { in_stock_only: true, price_max: Some(5_000), ..Default::default() },
+                demo_where(|p| p.variants.iter().any(|v| v.stock > 0 && v.price.minor() <= 5_000)),
+            ),
+        ];
+        for words in ["wool", "coffee", "rechargeable", "cotton socks", "gift", "bluetooth speaker"]
+        {
+            let unfiltered = set(&walk(&f.catalog, text(words)).await);
+            for (filter, allowed) in &filters {
+                let q = SearchQuery { text: words.to_owned(), limit: 3, ..filter.clone() };
+                let got = walk(&f.catalog, q).await;
+                let want: HashSet<String> = unfiltered.intersection(allowed).cloned().collect();
+                // An empty intersection may fall back to any word; skip it.
+                if !want.is_empty() {
+                    assert_eq!(set(&got), want, "{words:?} with {filter:?}");
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn common_words_do_not_search() {
+        let f = demo().await;
+        let cases = [
+            ("a tent for the trip", "tent trip"),
+            ("THE hammock", "hammock"),
+            ("the", ""),
+            ("with and or", ""),
+        ];
+        for (q, same_as) in cases {
+            assert_eq!(
+                walk(&f.catalog, text(q)).await,
+                walk(&f.catalog, text(same_as)).await,
+                "{q}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -1118,8 +1664,11 @@ mod tests {
             wire.id = "p-zzz".into();
             URL_SAFE_NO_PAD.encode(serde_json::to_vec(&wire).unwrap())
         };
+        let listing = SearchQuery { limit: 2, ..Default::default() };
+        let listing_cursor = f.catalog.search(&listing).await.unwrap().next_cursor.unwrap();
         let cases: Vec<(&str, SearchQuery, String)> = vec![
             ("other text", text("linen"), cursor.clone()),
+            ("text cursor on a listing", listing.clone(), cursor.clone()),
             ("other filter", SearchQuery { in_stock_only: true, ..q.clone() }, cursor.clone()),
             ("flipped byte", q.clone(), String::from_utf8(flipped).unwrap()),
             ("forged position", q.clone(), forged),
@@ -1127,6 +1676,7 @@ mod tests {
             ("not json", q.clone(), json("hello")),
             ("wrong shape", q.clone(), json(r#"{"v":1}"#)),
             ("huge", q.clone(), "A".repeat(10_000)),
+            ("listing cursor", q.clone(), listing_cursor),
             ("empty", q.clone(), String::new()),
         ];
         for (name, query, cursor) in cases {
@@ -1189,9 +1739,24 @@ mod tests {
             failure_persistence: None,
             ..ProptestConfig::default()
         });
+        // Filters take arbitrary text too: they are bound as values and
+        // hashed into index tokens, never spliced into a query.
+        let filter = proptest::option::of(prop_oneof![
+            any::<String>(),
+            Just("home".to_owned()),
+            Just("apparel/shoes".to_owned())
+        ]);
+        let inputs = (strategy, filter.clone(), filter, any::<bool>(), 0u32..60);
         runner
-            .run(&(strategy, any::<bool>(), 0u32..60), |(t, in_stock_only, limit)| {
-                let q = SearchQuery { text: t, in_stock_only, limit, ..SearchQuery::default() };
+            .run(&inputs, |(t, category, tag, in_stock_only, limit)| {
+                let q = SearchQuery {
+                    text: t,
+                    category,
+                    tags: tag.into_iter().collect(),
+                    in_stock_only,
+                    limit,
+                    ..SearchQuery::default()
+                };
                 match rt.block_on(f.catalog.search(&q)) {
                     Ok(page) => prop_assert!(page.products.len() <= MAX_PAGE_SIZE as usize),
                     Err(e) => prop_assert_eq!(e.code(), ErrorCode::InvalidInput, "{}", e),
@@ -1306,6 +1871,57 @@ mod tests {
         exec(f, "INSERT INTO products_fts (products_fts) VALUES ('integrity-check')", vec![]).await;
     }
 
+    /// A database filled under the first schema (`100_catalog` only, mixed
+    /// case categories as the first import kept them) upgrades in place on
+    /// its next open, and filtered search finds its rows.
+    #[tokio::test]
+    async fn upgrades_a_database_from_the_first_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let old = Db::open(&path, &[STOCK_MIGRATION, MIGRATIONS[0]]).unwrap();
+        old.write(|c| {
+            c.execute_batch(
+                r#"INSERT INTO products (id, handle, title, description, category, tags, image_url)
+                   VALUES ('p-old', 'old-kettle', 'Copper Kettle', 'A kettle.', 'Home/Kitchen',
+                           '["Gift","copper"]', NULL);
+                   INSERT INTO variants
+                       (id, product_pk, position, sku, title, price, currency, requires_shipping)
+                   VALUES ('v-old', 1, 0, 'OLD-1', 'One', 4200, 'USD', 1);
+                   INSERT INTO product_tags (tag, product_pk) VALUES ('Gift', 1), ('copper', 1);
+                   INSERT INTO stock (sku, quantity) VALUES ('OLD-1', 3);"#,
+            )
+            .map_err(Error::store)
+        })
+        .await
+        .unwrap();
+        drop(old);
+        let db = Db::open(&path, &migrations()).unwrap();
+        let f = Fixture { catalog: SqliteCatalog::new(Arc::clone(&db)), db, _dir: dir };
+        let stored: (String, String) =
+            f.db.read(|c| {
+                c.query_row("SELECT category, filter_keys FROM products", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .map_err(Error::store)
+            })
+            .await
+            .unwrap();
+        let product =
+            f.catalog.product(&ProductId::parse("p-old").unwrap()).await.unwrap().unwrap();
+        assert_eq!(stored, ("home/kitchen".to_owned(), filter_keys(&product)));
+        assert_eq!(product.variants[0].stock, 3);
+        let q = SearchQuery {
+            category: Some("home".into()),
+            tags: vec!["GIFT".into()],
+            ..text("kettle")
+        };
+        assert_eq!(walk(&f.catalog, q).await, vec!["p-old"]);
+        fts_integrity(&f).await;
+        f.catalog.import(vec![product]).await.unwrap();
+        fts_integrity(&f).await;
+        assert_eq!(walk(&f.catalog, text("copper kettle")).await, vec!["p-old"]);
+    }
+
     #[tokio::test]
     async fn reimport_is_idempotent() {
         let f = demo().await;
@@ -1358,7 +1974,7 @@ mod tests {
         let mut stolen_variant = synthetic(1);
         stolen_variant[0].variants[0].id = VariantId::parse("v-linen-camp-shirt-m").unwrap();
         let cases = [
-            ("handle", stolen_handle, "already used by another product"),
+            ("handle", stolen_handle, "already used by product \"p-linen-camp-shirt\""),
             ("sku", stolen_sku, "p-linen-camp-shirt"),
             ("variant id", stolen_variant, "p-linen-camp-shirt"),
         ];
