@@ -15,6 +15,7 @@
 
 pub mod caller;
 pub mod checkout_tools;
+pub mod demo;
 pub mod error;
 pub mod prompts;
 pub mod resources;
