@@ -188,9 +188,10 @@ async fn forged_and_insufficient_mandates_are_refused() {
     let cart_mandate = terms["cart_mandate"]["token"].as_str().unwrap().to_owned();
     let payment = user.payment(&cart_mandate, "success_token");
     let (head, rest) = payment.rsplit_once('.').unwrap();
-    let forged_sig =
-        if rest.starts_with('A') { format!("B{}", &rest[1..]) } else { format!("A{}", &rest[1..]) };
-    let forged = format!("{head}.{forged_sig}");
+    // Flip the first character of the signature: still base64url, no
+    // longer the signature.
+    let first = if rest.starts_with('A') { "B" } else { "A" };
+    let forged = format!("{head}.{first}{}", rest.get(1..).unwrap_or_default());
     let args = json!({"checkout_id": checkout_id, "intent_mandate": intent,
                       "cart_mandate": cart_mandate, "payment_mandate": forged,
                       "idempotency_key": "forged-1"});
