@@ -134,3 +134,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     tracing::info!("agentgate stopped");
     Ok(())
 }
+
+/// Serves the MCP gateway tools on stdin/stdout until the client closes
+/// the stream. Nothing but protocol messages reaches stdout: logging is on
+/// stderr and nothing on this path prints.
+pub async fn stdio(settings: Settings) -> anyhow::Result<()> {
+    let app = build(settings).await?;
+    tracing::info!(kid = app.keys.active_kid(), "agentgate MCP server on stdio");
+    crate::mcp::transport::serve_stdio(app.state.mcp).await?;
+    Ok(())
+}

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod domain;
 pub mod gateway;
 pub mod http;
+pub mod mcp;
 pub mod policy;
 pub mod ports;
 pub mod settings;

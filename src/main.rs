@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use agentgate::cli::{init_logging, Cli, Command};
+use agentgate::cli::{init_logging, init_logging_at, Cli, Command};
 use agentgate::settings::Settings;
 
 fn main() -> ExitCode {
@@ -32,6 +32,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = Settings::load(cli.config.as_deref(), &args.overrides())?;
             init_logging(settings.log_format);
             agentgate::bootstrap::serve(settings).await
+        }
+        Command::Stdio(args) => {
+            let settings = Settings::load(cli.config.as_deref(), &args.overrides())?;
+            init_logging(settings.log_format);
+            agentgate::bootstrap::stdio(settings).await
+        }
+        Command::Demo(args) => {
+            init_logging_at(agentgate::settings::LogFormat::Human, "warn");
+            agentgate::cli::demo::run(args).await
         }
         Command::Catalog(cmd) => agentgate::cli::catalog::run(cmd).await,
         Command::Keys(cmd) => agentgate::cli::keys::run(cmd),

@@ -93,6 +93,19 @@ pub struct RawSettings {
     pub guardrail: GuardrailConfig,
     /// The platform fee (`[fees]`).
     pub fees: FeePolicy,
+    /// `Host` header values the MCP endpoints (`/mcp`, `/ucp/mcp`) accept,
+    /// as host names or `host:port`. A request naming any other host is a
+    /// possible DNS-rebinding attack and gets 403. Loopback by default; the
+    /// host of `public_base_url` is always added.
+    pub mcp_allowed_hosts: Vec<String>,
+    /// Browser origins allowed to call the MCP endpoints, as
+    /// `scheme://host[:port]` (`:*` for any port). A request carrying any
+    /// other `Origin` gets 403; requests without `Origin` (non-browser
+    /// agents) pass. Loopback by default; the origin of `public_base_url`
+    /// is always added.
+    pub mcp_allowed_origins: Vec<String>,
+    /// The store policies agents read before buying (`[policies]`).
+    pub policies: StorePolicies,
     /// Shipping rates and pickup (`[shipping]`).
     pub shipping: ShippingConfig,
     /// Discount codes (`[discounts]`).
@@ -101,6 +114,37 @@ pub struct RawSettings {
     /// terms, privacy and refund pages under `public_base_url`.
     pub policy_links: Vec<PolicyLink>,
 }
+
+/// Store policies shown to agents (the MCP policies resource and the
+/// buying prompt), so a model can answer "can I return this?" from the
+/// merchant's own words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorePolicies {
+    pub returns: String,
+    pub shipping: String,
+}
+
+impl Default for StorePolicies {
+    fn default() -> Self {
+        Self {
+            returns: "Unused items can be returned within 30 days of delivery for a full refund \
+                      to the original payment method."
+                .into(),
+            shipping: "Orders ship within 2 business days. Standard shipping is free; tracking \
+                       is added to the order once it ships."
+                .into(),
+        }
+    }
+}
+
+/// The loopback host names the MCP endpoints accept by default.
+pub const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// The loopback browser origins the MCP endpoints accept by default (any
+/// port, plain http: local tools such as the MCP Inspector).
+pub const LOOPBACK_ORIGINS: [&str; 3] =
+    ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"];
 
 impl Default for RawSettings {
     fn default() -> Self {
@@ -124,6 +168,9 @@ impl Default for RawSettings {
             trusted_agent_jwks_file: None,
             guardrail: GuardrailConfig::default(),
             fees: FeePolicy::default(),
+            mcp_allowed_hosts: LOOPBACK_HOSTS.iter().map(|h| (*h).to_owned()).collect(),
+            mcp_allowed_origins: LOOPBACK_ORIGINS.iter().map(|o| (*o).to_owned()).collect(),
+            policies: StorePolicies::default(),
             shipping: ShippingConfig::default(),
             discounts: DiscountConfig::default(),
             policy_links: Vec::new(),
@@ -159,6 +206,11 @@ pub struct Settings {
     pub trusted_agent_jwks_file: Option<PathBuf>,
     pub guardrail: GuardrailConfig,
     pub fees: FeePolicy,
+    /// See [`RawSettings::mcp_allowed_hosts`]; includes the public host.
+    pub mcp_allowed_hosts: Vec<String>,
+    /// See [`RawSettings::mcp_allowed_origins`]; includes the public origin.
+    pub mcp_allowed_origins: Vec<String>,
+    pub policies: StorePolicies,
     pub shipping: ShippingConfig,
     pub discounts: DiscountConfig,
     /// The policy links of every checkout, defaults filled in.
@@ -258,6 +310,11 @@ impl Settings {
         }
         raw.guardrail.validate()?;
         raw.fees.validate()?;
+        let (mcp_allowed_hosts, mcp_allowed_origins) =
+            mcp_allowlists(&public_base_url, raw.mcp_allowed_hosts, raw.mcp_allowed_origins)?;
+        if raw.policies.returns.trim().is_empty() || raw.policies.shipping.trim().is_empty() {
+            return Err(bad("policies", "returns and shipping must not be empty"));
+        }
         raw.shipping.validate()?;
         raw.discounts.validate()?;
         let policy_links = if raw.policy_links.is_empty() {
@@ -308,6 +365,9 @@ impl Settings {
             trusted_agent_jwks_file: raw.trusted_agent_jwks_file,
             guardrail: raw.guardrail,
             fees: raw.fees,
+            mcp_allowed_hosts,
+            mcp_allowed_origins,
+            policies: raw.policies,
             shipping: raw.shipping,
             discounts: raw.discounts,
             policy_links,
@@ -325,6 +385,49 @@ impl Settings {
     }
 }
 
+/// Checks the MCP Host and Origin allowlists and adds the host and origin
+/// of `public_base_url`, so a deployment behind its public name works
+/// without repeating it. The host list is therefore never empty, which
+/// matters because the MCP transport reads an empty list as "any host".
+fn mcp_allowlists(
+    public_base_url: &str,
+    mut hosts: Vec<String>,
+    mut origins: Vec<String>,
+) -> Result<(Vec<String>, Vec<String>)> {
+    for host in &hosts {
+        let ok = !host.is_empty()
+            && !host.contains("://")
+            && host.chars().all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c));
+        if !ok {
+            return Err(bad("mcp_allowed_hosts", format!("{host:?} is not a host or host:port")));
+        }
+    }
+    for origin in &origins {
+        let ok = origin == "null"
+            || url::Url::parse(&origin.replace(":*", ""))
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.path() == "/");
+        if !ok || origin.ends_with('/') {
+            return Err(bad(
+                "mcp_allowed_origins",
+                format!("{origin:?} is not an origin like https://host[:port] or http://host:*"),
+            ));
+        }
+    }
+    if let Ok(public) = url::Url::parse(public_base_url) {
+        if let Some(host) = public.host_str() {
+            let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+            if !hosts.iter().any(|h| h.eq_ignore_ascii_case(&host)) {
+                hosts.push(host);
+            }
+        }
+        let origin = public.origin().ascii_serialization();
+        if origin != "null" && !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    Ok((hosts, origins))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,10 +440,25 @@ mod tests {
         assert_eq!(s.public_base_url, "http://127.0.0.1:8080");
         assert_eq!(s.checkout_ttl, time::Duration::hours(6));
         assert!(!s.allow_private_profile_hosts, "SSRF protection is on by default");
+        assert_eq!(s.mcp_allowed_hosts, ["localhost", "127.0.0.1", "::1"]);
+        assert!(s.mcp_allowed_origins.iter().all(|o| o.starts_with("http://")));
+        assert!(s.mcp_allowed_origins.contains(&"http://127.0.0.1:8080".to_owned()));
         let kinds: Vec<&str> = s.policy_links.iter().map(|l| l.kind.as_str()).collect();
         assert_eq!(kinds, ["terms_of_service", "privacy_policy", "refund_policy"]);
         assert!(s.policy_links.iter().all(|l| l.url.starts_with("http://127.0.0.1:8080/")));
         assert!(s.discounts.rule("welcome10").is_some(), "a demo code ships by default");
+    }
+
+    #[test]
+    fn the_public_host_joins_the_mcp_allowlists() {
+        let raw = RawSettings {
+            public_base_url: Some("https://shop.example.com/".into()),
+            ..Default::default()
+        };
+        let s = Settings::from_raw(raw).unwrap();
+        assert!(s.mcp_allowed_hosts.contains(&"shop.example.com".to_owned()));
+        assert!(s.mcp_allowed_origins.contains(&"https://shop.example.com".to_owned()));
+        assert!(s.mcp_allowed_hosts.contains(&"localhost".to_owned()), "loopback stays");
     }
 
     #[test]
@@ -391,6 +509,24 @@ url = "https://shop.example/terms"
             (RawSettings { max_body_bytes: 1, ..Default::default() }, "max_body_bytes"),
             (RawSettings { merchant_name: " ".into(), ..Default::default() }, "merchant_name"),
             (RawSettings { fees: strict_fees, ..Default::default() }, "fees.bps"),
+            (
+                RawSettings { mcp_allowed_hosts: vec!["http://x".into()], ..Default::default() },
+                "mcp_allowed_hosts",
+            ),
+            (
+                RawSettings {
+                    mcp_allowed_origins: vec!["example.com".into()],
+                    ..Default::default()
+                },
+                "mcp_allowed_origins",
+            ),
+            (
+                RawSettings {
+                    policies: StorePolicies { returns: " ".into(), ..Default::default() },
+                    ..Default::default()
+                },
+                "policies",
+            ),
             (
                 RawSettings {
                     shipping: {

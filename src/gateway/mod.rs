@@ -11,6 +11,7 @@ mod complete;
 pub mod idempotency;
 pub mod lookup;
 mod mandates;
+mod negotiation;
 mod orders;
 
 pub use complete::{
