@@ -251,6 +251,18 @@ pub struct ChargeRequest {
     pub order_id: OrderId,
 }
 
+/// Finishes a payment that waited for the buyer ([`ChargeOutcome::RequiresAction`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureRequest {
+    /// Derived from the checkout and the attempt (`<checkout>:capture:<order>`),
+    /// so a retried capture settles the same payment once.
+    pub idempotency_key: String,
+    /// The processor's reference of the payment that waited.
+    pub reference: String,
+    /// The amount the attempt charged; a processor refuses to capture more.
+    pub amount: Money,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefundRequest {
     pub idempotency_key: String,
@@ -263,6 +275,8 @@ pub struct RefundRequest {
 pub enum PaymentStatus {
     Succeeded,
     RequiresAction,
+    /// The buyer approved, and the money waits to be captured.
+    Authorized,
     Failed,
     Refunded,
     Unknown,
@@ -280,8 +294,25 @@ pub trait Payments: Send + Sync + 'static {
     /// and the commit, to decide between finishing the commit and rolling
     /// back, so recovery itself never charges.
     async fn find_charge(&self, idempotency_key: &str) -> Result<Option<ChargeOutcome>>;
+    /// Finishes a payment that answered `RequiresAction`, once the buyer
+    /// acted at its `continue_url`: captures it if the buyer approved
+    /// (`Succeeded`), answers `RequiresAction` again while they have not,
+    /// and `Declined` when they refused or the approval lapsed. It never
+    /// starts a new charge, and a repeated key settles the same payment.
+    async fn capture(&self, request: &CaptureRequest) -> Result<ChargeOutcome>;
+    /// Refunds (part of) a charge; returns the refund reference. A repeated
+    /// key returns the first refund and moves no money.
     async fn refund(&self, request: &RefundRequest) -> Result<String>;
     async fn status(&self, reference: &str) -> Result<PaymentStatus>;
+    /// Records the buyer's approval of a payment waiting for them, for a
+    /// processor whose approval page the gateway serves itself (the
+    /// sandbox's `/sandbox/authenticate/{reference}`). Real processors host
+    /// that page themselves, so the default answers `not_found`.
+    async fn approve_action(&self, reference: &str) -> Result<()> {
+        Err(crate::domain::Error::not_found(format!(
+            "no payment {reference} waits for approval here"
+        )))
+    }
 }
 
 /// The wall clock, injectable so tests control time.

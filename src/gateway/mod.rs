@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod lookup;
 mod mandates;
 mod orders;
+mod payments;
 
 pub use complete::{
     CompleteRequest, Completion, MandateChain, ReceiptClaims, RenderResponse, RECEIPT_TYP,

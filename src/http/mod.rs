@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod request_id;
+pub mod sandbox;
 pub mod ucp_rest;
 pub mod well_known;
 
@@ -69,6 +70,7 @@ pub fn app(state: AppState) -> Router {
         .route("/.well-known/ucp/2026-01-11", get(well_known::ucp_profile_2026_01_11))
         .route("/.well-known/jwks.json", get(well_known::jwks))
         .nest("/ucp/v1", ucp_rest::router())
+        .merge(sandbox::router())
         .fallback(error::not_found)
         .with_state(state);
     with_edge_layers(routes, max_body, timeout)

@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    discounts, fulfillment, has, items, order_permalink, rfc3339, selected_instrument, totals,
-    ucp_meta, BuyerRequest, CompletionRequest, DiscountSign, Discounts, DiscountsRequest,
-    Fulfillment, FulfillmentRequest, InstrumentRequest, Item, LineItemRequest, Link,
-    OrderConfirmation, Total, WireBuyer, WireLineItem, WireMessage, WireVersion, EXT_CART,
-    EXT_DISCOUNT, EXT_FULFILLMENT,
+    completed_order, discounts, fulfillment, has, items, order_permalink, rfc3339,
+    selected_instrument, totals, ucp_meta, BuyerRequest, CompletionRequest, DiscountSign,
+    Discounts, DiscountsRequest, Fulfillment, FulfillmentRequest, InstrumentRequest, Item,
+    LineItemRequest, Link, OrderConfirmation, Total, WireBuyer, WireLineItem, WireMessage,
+    WireVersion, EXT_CART, EXT_DISCOUNT, EXT_FULFILLMENT,
 };
 use crate::domain::checkout::Buyer;
 use crate::domain::{
@@ -101,7 +101,9 @@ impl From<&CheckoutView<'_>> for Checkout {
                     selected: true,
                 }],
             }),
-            order: s.order_id.as_ref().map(|o| OrderConfirmation {
+            // Only a completed session has an order; before that the id
+            // names the attempt in progress or waiting for the buyer.
+            order: completed_order(s).map(|o| OrderConfirmation {
                 id: o.to_string(),
                 permalink_url: order_permalink(view.public_base_url, o.as_str()),
             }),
