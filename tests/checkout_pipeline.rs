@@ -27,8 +27,9 @@ use agentgate::gateway::{
 use agentgate::policy::VelocityLimit;
 use agentgate::ports::{
     CaptureRequest, ChargeOutcome, ChargeRequest, CheckoutCommit, Clock, IdempotencyBegin,
-    IdempotencyRecord, IdempotencyState, OrderFilter, PaymentStatus, Payments, RefundRequest,
-    Store, StoredResponse, Versioned,
+    IdempotencyRecord, IdempotencyState, OrderFilter, OutboxEntry, OutboxFilter, OutboxLease,
+    OutboxMessage, OutboxResult, PaymentStatus, Payments, RefundRequest, Store, StoredResponse,
+    Versioned,
 };
 use agentgate::settings::{RawSettings, Settings};
 use async_trait::async_trait;
@@ -113,8 +114,9 @@ impl Store for FlakyStore {
         order: &Order,
         expected: u64,
         events: &[OrderEvent],
+        outbox: &[OutboxMessage],
     ) -> Result<u64> {
-        self.inner.update_order(order, expected, events).await
+        self.inner.update_order(order, expected, events, outbox).await
     }
     async fn idempotency_begin(
         &self,
@@ -138,6 +140,23 @@ impl Store for FlakyStore {
     }
     async fn mark_webhook_seen(&self, source: &str, event_id: &str) -> Result<bool> {
         self.inner.mark_webhook_seen(source, event_id).await
+    }
+    async fn forget_webhook(&self, source: &str, event_id: &str) -> Result<()> {
+        self.inner.forget_webhook(source, event_id).await
+    }
+    async fn claim_outbox(
+        &self,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<OutboxLease>> {
+        self.inner.claim_outbox(now, lease, limit).await
+    }
+    async fn finish_outbox(&self, lease: &OutboxLease, result: &OutboxResult) -> Result<()> {
+        self.inner.finish_outbox(lease, result).await
+    }
+    async fn outbox_entries(&self, filter: &OutboxFilter) -> Result<Vec<OutboxEntry>> {
+        self.inner.outbox_entries(filter).await
     }
     async fn set_stock(&self, sku: &Sku, quantity: u32) -> Result<()> {
         self.inner.set_stock(sku, quantity).await

@@ -8,7 +8,7 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::checkout::Totals;
+use super::checkout::{PostalAddress, Totals};
 use super::error::{Error, ErrorCode, Result};
 use super::ids::{CheckoutId, OrderId, Sku, VariantId};
 use super::money::Money;
@@ -86,8 +86,69 @@ pub struct Fulfillment {
     pub carrier: Option<String>,
     pub tracking_number: Option<String>,
     pub tracking_url: Option<String>,
+    /// What the shipment holds. Empty means the whole order (shipments
+    /// recorded before lines were tracked).
+    pub lines: Vec<FulfillmentLine>,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+}
+
+/// Units of one order line in a shipment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FulfillmentLine {
+    /// The position of the line in [`Order::lines`].
+    pub line: usize,
+    pub quantity: u32,
+}
+
+/// How the buyer receives the order, as chosen at checkout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryMethod {
+    Shipping,
+    Pickup,
+    /// Nothing to ship (no line requires shipping).
+    Digital,
+}
+
+impl DeliveryMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Shipping => "shipping",
+            Self::Pickup => "pickup",
+            Self::Digital => "digital",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "shipping" => Ok(Self::Shipping),
+            "pickup" => Ok(Self::Pickup),
+            "digital" => Ok(Self::Digital),
+            other => Err(Error::invalid(format!("unknown delivery method {other:?}"))),
+        }
+    }
+}
+
+/// The buyer's expectation of the order: how and where it arrives (UCP
+/// `fulfillment.expectations`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Delivery {
+    pub method: DeliveryMethod,
+    /// The shipping address, or the pickup location.
+    pub destination: Option<PostalAddress>,
+    /// The chosen option's title ("Standard shipping").
+    pub description: Option<String>,
+}
+
+/// Where the agent's platform wants order changes posted (the `webhook_url`
+/// of its UCP order capability), and the protocol version and capabilities
+/// it negotiated, which shape the posted order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderWebhook {
+    pub url: String,
+    pub ucp_version: String,
+    pub capabilities: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -119,6 +180,12 @@ pub struct Order {
     pub fee: Money,
     pub payment: PaymentRecord,
     pub fulfillments: Vec<Fulfillment>,
+    /// How the order reaches the buyer; `None` on orders from before it
+    /// was recorded.
+    pub delivery: Option<Delivery>,
+    /// The platform's order webhook, when it gave one.
+    #[serde(skip)]
+    pub webhook: Option<OrderWebhook>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -150,6 +217,8 @@ impl Order {
             fee,
             payment,
             fulfillments: Vec::new(),
+            delivery: None,
+            webhook: None,
             created_at: now,
             updated_at: now,
         }
@@ -192,6 +261,164 @@ impl Order {
             reason: reason.to_owned(),
             trace_id: trace_id.to_owned(),
         })
+    }
+
+    /// Units of line `line` shipped so far.
+    pub fn shipped(&self, line: usize) -> u32 {
+        self.fulfillments
+            .iter()
+            .map(|f| {
+                if f.lines.is_empty() {
+                    self.lines.get(line).map_or(0, |l| l.quantity)
+                } else {
+                    f.lines.iter().filter(|fl| fl.line == line).map(|fl| fl.quantity).sum()
+                }
+            })
+            .fold(0u32, u32::saturating_add)
+    }
+
+    /// Every unit of every line shipped.
+    pub fn fully_shipped(&self) -> bool {
+        self.lines.iter().enumerate().all(|(i, l)| self.shipped(i) >= l.quantity)
+    }
+
+    /// The units not shipped yet, line by line (lines with none left are
+    /// left out).
+    pub fn unshipped(&self) -> Vec<FulfillmentLine> {
+        self.lines
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                let left = l.quantity.saturating_sub(self.shipped(i));
+                (left > 0).then_some(FulfillmentLine { line: i, quantity: left })
+            })
+            .collect()
+    }
+
+    /// Records a shipment of `fulfillment.lines` (an empty list ships what
+    /// is left) and moves the order to `partially_fulfilled` or
+    /// `fulfilled`. Returns the events: the shipment, then the status
+    /// change when there is one.
+    pub fn add_fulfillment(
+        &mut self,
+        mut fulfillment: Fulfillment,
+        actor: &str,
+        trace_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<OrderEvent>> {
+        if !matches!(self.status, OrderStatus::Paid | OrderStatus::PartiallyFulfilled) {
+            return Err(Error::new(
+                ErrorCode::IllegalTransition,
+                format!("a {} order cannot be shipped", self.status.as_str()),
+            ));
+        }
+        if fulfillment.lines.is_empty() {
+            fulfillment.lines = self.unshipped();
+        }
+        let mut adding = vec![0u32; self.lines.len()];
+        for fl in &fulfillment.lines {
+            let Some(slot) = adding.get_mut(fl.line) else {
+                return Err(Error::invalid(format!("the order has no line {}", fl.line + 1)));
+            };
+            if fl.quantity == 0 {
+                return Err(Error::invalid("a shipped quantity must be at least 1"));
+            }
+            *slot = slot.saturating_add(fl.quantity);
+        }
+        for (i, add) in adding.iter().enumerate() {
+            let ordered = self.lines[i].quantity;
+            if self.shipped(i).saturating_add(*add) > ordered {
+                return Err(Error::invalid(format!(
+                    "line {} has {} units left to ship, not {add}",
+                    i + 1,
+                    ordered.saturating_sub(self.shipped(i))
+                )));
+            }
+        }
+        if fulfillment.id.is_empty() || self.fulfillments.iter().any(|f| f.id == fulfillment.id) {
+            return Err(Error::invalid("a shipment needs an id unique within its order"));
+        }
+        fulfillment.status = FulfillmentStatus::Shipped;
+        fulfillment.updated_at = now;
+        self.fulfillments.push(fulfillment.clone());
+        self.updated_at = now;
+        let reason = match &fulfillment.carrier {
+            Some(c) => format!("shipped with {c}"),
+            None => "shipped".to_owned(),
+        };
+        let mut events = vec![OrderEvent {
+            order_id: self.id.clone(),
+            at: now,
+            kind: OrderEventKind::Fulfillment { fulfillment },
+            actor: actor.to_owned(),
+            reason: reason.clone(),
+            trace_id: trace_id.to_owned(),
+        }];
+        let to = if self.fully_shipped() {
+            OrderStatus::Fulfilled
+        } else {
+            OrderStatus::PartiallyFulfilled
+        };
+        if to != self.status {
+            events.push(self.transition(to, actor, &reason, trace_id, now)?);
+        }
+        Ok(events)
+    }
+
+    /// The buyer has everything: every shipment is marked delivered and the
+    /// order moves to `delivered`.
+    pub fn mark_delivered(
+        &mut self,
+        actor: &str,
+        reason: &str,
+        trace_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<OrderEvent>> {
+        let event = self.transition(OrderStatus::Delivered, actor, reason, trace_id, now)?;
+        for f in &mut self.fulfillments {
+            f.status = FulfillmentStatus::Delivered;
+            f.updated_at = now;
+        }
+        Ok(vec![event])
+    }
+
+    /// Records a refund of `amount` under the processor's `reference`. The
+    /// whole paid amount moves the order to `to` (`refunded`, or
+    /// `canceled` for an order not shipped yet); less records the refund
+    /// alone.
+    pub fn refund(
+        &mut self,
+        amount: Money,
+        reference: &str,
+        to: OrderStatus,
+        actor: &str,
+        reason: &str,
+        trace_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<OrderEvent>> {
+        if amount.currency() != self.payment.amount.currency() || amount.minor() <= 0 {
+            return Err(Error::invalid("a refund is a positive amount in the order's currency"));
+        }
+        let refunded = OrderEvent {
+            order_id: self.id.clone(),
+            at: now,
+            kind: OrderEventKind::Refund { amount, reference: reference.to_owned() },
+            actor: actor.to_owned(),
+            reason: reason.to_owned(),
+            trace_id: trace_id.to_owned(),
+        };
+        let mut events = Vec::new();
+        if amount.minor() >= self.payment.amount.minor() {
+            // Checked before anything is recorded, so an illegal move
+            // leaves the order as it was.
+            let moved = self.transition(to, actor, reason, trace_id, now)?;
+            events.push(refunded);
+            events.push(moved);
+        } else {
+            self.updated_at = now;
+            events.push(refunded);
+        }
+        Ok(events)
     }
 
     /// The event that records the creation of this order.

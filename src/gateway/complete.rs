@@ -113,7 +113,7 @@ use super::mandates::StoreReserver;
 use super::{Caller, Gateway, CAS_ATTEMPTS};
 use crate::ap2::{self, jws, Amount, ChainInput, MerchantIdentity, VerifiedChain, VerifyPolicy};
 use crate::domain::checkout::{Message, MessageType, Severity};
-use crate::domain::order::{OrderLine, PaymentRecord};
+use crate::domain::order::{Delivery, DeliveryMethod, OrderLine, OrderWebhook, PaymentRecord};
 use crate::domain::{
     CheckoutId, CheckoutSession, CheckoutStatus, Currency, Error, ErrorCode, Money, Order, OrderId,
     OrderStatus, Result, Sku,
@@ -190,6 +190,10 @@ pub struct CompleteRequest {
     /// The request's trace id (the `Request-Id`); a fresh one when empty.
     pub trace_id: String,
     pub render: Option<RenderResponse>,
+    /// Where the agent's platform wants this order's changes posted (its
+    /// negotiated UCP order capability's `webhook_url`). Kept on the order;
+    /// every change then adds a signed webhook to the outbox.
+    pub order_webhook: Option<OrderWebhook>,
 }
 
 impl fmt::Debug for CompleteRequest {
@@ -201,6 +205,7 @@ impl fmt::Debug for CompleteRequest {
             .field("idempotency_key", &self.idempotency_key)
             .field("trace_id", &self.trace_id)
             .field("render", &self.render.is_some())
+            .field("order_webhook", &self.order_webhook.as_ref().map(|w| &w.url))
             .finish()
     }
 }
@@ -695,9 +700,17 @@ fn build_commit(
         },
         now,
     );
+    order.delivery = Some(delivery_of(gw, session));
+    order.webhook = ctx.request.order_webhook.clone();
     let created = order.created_event(&actor, &ctx.trace_id);
     let paid =
         order.transition(OrderStatus::Paid, &actor, "payment captured", &ctx.trace_id, now)?;
+    let events = vec![created, paid];
+    // Written with the order: the platform hears of it and the buyer gets
+    // a confirmation even if this process dies right after the commit.
+    let mut outbox = Vec::new();
+    outbox.extend(gw.webhook_message(&order, &events, now)?);
+    outbox.extend(gw.confirmation_message(&order, now)?);
     let completed = session.clone().transition(CheckoutStatus::Completed, now)?;
     let completion = build_completion(gw, completed, order, &attempt.mandates, &ctx.trace_id)?;
     let idempotency = match &ctx.request.render {
@@ -722,13 +735,31 @@ fn build_commit(
         session: completion.session.clone(),
         expected_version: attempt.version,
         order: completion.order.clone(),
-        events: vec![created, paid],
+        events,
         stock: stock.into_iter().collect(),
         ledger,
         mandates: attempt.mandates.clone(),
         idempotency,
+        outbox,
     };
     Ok((commit, completion))
+}
+
+/// How the order reaches the buyer, from the session's fulfillment choice.
+fn delivery_of(gw: &Gateway, session: &CheckoutSession) -> Delivery {
+    use crate::ucp::pricing::MethodKind;
+    if !session.requires_fulfillment() {
+        return Delivery { method: DeliveryMethod::Digital, destination: None, description: None };
+    }
+    let method = match super::checkout::method_of(session, gw.pickup_location()) {
+        Some(MethodKind::Pickup) => DeliveryMethod::Pickup,
+        _ => DeliveryMethod::Shipping,
+    };
+    Delivery {
+        method,
+        destination: session.fulfillment.address.clone(),
+        description: session.fulfillment.option_title.clone(),
+    }
 }
 
 /// The commit found the session changed since the lock: find out whether

@@ -12,13 +12,18 @@ pub mod idempotency;
 pub mod lookup;
 mod mandates;
 mod orders;
+mod outbox;
 mod payments;
 
 pub use complete::{
     CompleteRequest, Completion, MandateChain, ReceiptClaims, RenderResponse, RECEIPT_TYP,
 };
 pub use mandates::{CartMandate, CART_MANDATE_TTL};
-pub use orders::OrderView;
+pub use orders::{OrderActor, OrderView, ShipmentInput};
+pub use outbox::{
+    backoff, OutboxWorker, SIGNATURE_HEADER, WEBHOOK_ID_HEADER, WEBHOOK_TIMESTAMP_HEADER,
+};
+pub use payments::{EventEffect, PaymentEvent};
 
 use std::sync::Arc;
 
