@@ -530,4 +530,145 @@ mod tests {
             assert_eq!(OrderStatus::parse(st.as_str()).unwrap(), st);
         }
     }
+
+    fn order(quantities: &[u32]) -> Order {
+        use crate::domain::{CheckoutId, Currency, Sku, VariantId};
+        let usd = |m| Money::new(m, Currency::usd());
+        let lines: Vec<OrderLine> = quantities
+            .iter()
+            .enumerate()
+            .map(|(i, q)| OrderLine {
+                variant_id: VariantId::parse(&format!("v{i}")).unwrap(),
+                sku: Sku::parse(&format!("S{i}")).unwrap(),
+                title: format!("Item {i}"),
+                quantity: *q,
+                unit_price: usd(100),
+                line_total: usd(100 * i64::from(*q)),
+            })
+            .collect();
+        let total: i64 = lines.iter().map(|l| l.line_total.minor()).sum();
+        let totals = Totals {
+            subtotal: usd(total),
+            discount: usd(0),
+            fulfillment: usd(0),
+            tax: usd(0),
+            total: usd(total),
+        };
+        Order::new(
+            OrderId::from_uuid(uuid::Uuid::from_u128(7)),
+            CheckoutId::from_uuid(uuid::Uuid::from_u128(8)),
+            Paid,
+            None,
+            None,
+            lines,
+            totals,
+            usd(3),
+            PaymentRecord {
+                processor: "sandbox".into(),
+                reference: "ch".into(),
+                amount: usd(total),
+            },
+            OffsetDateTime::UNIX_EPOCH,
+        )
+    }
+
+    fn shipment(id: &str, lines: &[(usize, u32)]) -> Fulfillment {
+        Fulfillment {
+            id: id.into(),
+            status: FulfillmentStatus::Pending,
+            carrier: Some("UPS".into()),
+            tracking_number: None,
+            tracking_url: None,
+            lines: lines
+                .iter()
+                .map(|&(line, quantity)| FulfillmentLine { line, quantity })
+                .collect(),
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn shipments_fulfil_line_by_line() {
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(1);
+        let mut o = order(&[2, 1]);
+        // (shipment lines, expected status after, events emitted)
+        let steps: &[(&[(usize, u32)], OrderStatus, usize)] = &[
+            (&[(0, 1)], PartiallyFulfilled, 2),
+            (&[(0, 1)], PartiallyFulfilled, 1),
+            (&[(1, 1)], Fulfilled, 2),
+        ];
+        for (n, (lines, want, events)) in steps.iter().enumerate() {
+            let got =
+                o.add_fulfillment(shipment(&format!("f{n}"), lines), "ops", "t", now).unwrap();
+            assert_eq!((o.status(), got.len()), (*want, *events), "step {n}");
+            assert!(matches!(got[0].kind, OrderEventKind::Fulfillment { .. }));
+        }
+        assert!(o.fully_shipped() && o.unshipped().is_empty());
+        assert!(o.fulfillments.iter().all(|f| f.status == FulfillmentStatus::Shipped));
+        // Nothing is left to ship, and a fulfilled order ships no more.
+        assert_eq!(
+            o.add_fulfillment(shipment("f9", &[]), "ops", "t", now).unwrap_err().code(),
+            ErrorCode::IllegalTransition
+        );
+        let delivered = o.mark_delivered("ops", "signed for", "t", now).unwrap();
+        assert_eq!((o.status(), delivered.len()), (Delivered, 1));
+        assert!(o.fulfillments.iter().all(|f| f.status == FulfillmentStatus::Delivered));
+    }
+
+    #[test]
+    fn bad_shipments_change_nothing() {
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let cases: &[(&str, &[(usize, u32)])] = &[
+            ("more than ordered", &[(0, 3)]),
+            ("no such line", &[(5, 1)]),
+            ("zero units", &[(0, 0)]),
+            ("twice over", &[(0, 2), (0, 1)]),
+        ];
+        for (name, lines) in cases {
+            let mut o = order(&[2, 1]);
+            let before = o.clone();
+            assert!(o.add_fulfillment(shipment("f1", lines), "ops", "t", now).is_err(), "{name}");
+            assert_eq!(o, before, "{name}");
+        }
+        let mut o = order(&[2]);
+        o.add_fulfillment(shipment("f1", &[(0, 1)]), "ops", "t", now).unwrap();
+        assert!(
+            o.add_fulfillment(shipment("f1", &[(0, 1)]), "ops", "t", now).is_err(),
+            "duplicate id"
+        );
+        assert_eq!(
+            o.mark_delivered("ops", "x", "t", now).unwrap_err().code(),
+            ErrorCode::IllegalTransition,
+            "not all shipped"
+        );
+        // An empty list ships what is left.
+        let events = o.add_fulfillment(shipment("f2", &[]), "ops", "t", now).unwrap();
+        assert_eq!(o.status(), Fulfilled);
+        let OrderEventKind::Fulfillment { fulfillment } = &events[0].kind else { panic!() };
+        assert_eq!(fulfillment.lines, vec![FulfillmentLine { line: 0, quantity: 1 }]);
+    }
+
+    #[test]
+    fn refunds_in_full_move_the_order_and_in_part_do_not() {
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let usd = |m| Money::new(m, crate::domain::Currency::usd());
+        let mut o = order(&[3]);
+        let part = o.refund(usd(100), "re_1", Refunded, "ops", "goodwill", "t", now).unwrap();
+        assert_eq!((o.status(), part.len()), (Paid, 1));
+        let full = o.refund(usd(300), "re_2", Refunded, "ops", "returned", "t", now).unwrap();
+        assert_eq!((o.status(), full.len()), (Refunded, 2));
+        assert!(
+            o.refund(usd(300), "re_3", Refunded, "ops", "again", "t", now).is_err(),
+            "refunded is final"
+        );
+        let mut shipped = order(&[1]);
+        shipped.add_fulfillment(shipment("f", &[]), "ops", "t", now).unwrap();
+        let before = shipped.clone();
+        assert!(
+            shipped.refund(usd(100), "re", Canceled, "ops", "x", "t", now).is_err(),
+            "a shipped order is not canceled"
+        );
+        assert_eq!(shipped, before);
+        assert!(order(&[1]).refund(usd(0), "re", Refunded, "ops", "x", "t", now).is_err());
+    }
 }

@@ -23,7 +23,7 @@ pub use orders::{OrderActor, OrderView, ShipmentInput};
 pub use outbox::{
     backoff, OutboxWorker, SIGNATURE_HEADER, WEBHOOK_ID_HEADER, WEBHOOK_TIMESTAMP_HEADER,
 };
-pub use payments::{EventEffect, PaymentEvent};
+pub use payments::{EventEffect, PaymentEvent, PaymentEventKind};
 
 use std::sync::Arc;
 

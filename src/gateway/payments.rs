@@ -40,9 +40,21 @@ pub struct PaymentEvent {
     pub amount: Option<Money>,
 }
 
+/// The payment events the gateway acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentEventKind {
+    Succeeded,
+    Failed,
+    Refunded,
+}
+
 /// What a payment event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventEffect {
+    /// The event id was seen before: nothing was done again.
+    Duplicate,
+    /// An event type the gateway does not act on.
+    Ignored,
     /// The order moved or a refund was recorded.
     Applied,
     /// It described what the gateway already knew, or something that is
@@ -52,7 +64,46 @@ pub enum EventEffect {
     OrphanRefunded,
 }
 
+impl EventEffect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Duplicate => "duplicate",
+            Self::Ignored => "ignored",
+            Self::Applied => "applied",
+            Self::Unchanged => "unchanged",
+            Self::OrphanRefunded => "orphan_refunded",
+        }
+    }
+}
+
 impl Gateway {
+    /// Takes one verified event from processor `source`: deduplicated by
+    /// its id (`Store::mark_webhook_seen`), then acted on by kind (`None`:
+    /// a type the gateway ignores). When acting fails, the id is forgotten
+    /// again, so the processor's redelivery is acted on rather than skipped.
+    pub async fn receive_payment_event(
+        &self,
+        source: &str,
+        kind: Option<PaymentEventKind>,
+        event: &PaymentEvent,
+    ) -> Result<EventEffect> {
+        if !self.store.mark_webhook_seen(source, &event.event_id).await? {
+            return Ok(EventEffect::Duplicate);
+        }
+        let acted = match kind {
+            None => return Ok(EventEffect::Ignored),
+            Some(PaymentEventKind::Succeeded) => self.payment_succeeded(event).await,
+            Some(PaymentEventKind::Failed) => self.payment_failed(event).await,
+            Some(PaymentEventKind::Refunded) => self.payment_refunded(event).await,
+        };
+        if acted.is_err() {
+            if let Err(e) = self.store.forget_webhook(source, &event.event_id).await {
+                tracing::error!(event = %event.event_id, error = %e, "a failed payment event could not be forgotten; its redelivery will be skipped");
+            }
+        }
+        acted
+    }
+
     /// The processor took the money. Normally the order exists and is paid
     /// already (the pipeline commits on the synchronous answer), and this
     /// changes nothing. A charge no order and no live attempt owns (the

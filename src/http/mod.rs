@@ -9,6 +9,7 @@ pub mod error;
 pub mod request_id;
 pub mod sandbox;
 pub mod ucp_rest;
+pub mod webhooks;
 pub mod well_known;
 
 use std::sync::Arc;
@@ -71,6 +72,7 @@ pub fn app(state: AppState) -> Router {
         .route("/.well-known/jwks.json", get(well_known::jwks))
         .nest("/ucp/v1", ucp_rest::router())
         .merge(sandbox::router())
+        .merge(webhooks::router())
         .fallback(error::not_found)
         .with_state(state);
     with_edge_layers(routes, max_body, timeout)
