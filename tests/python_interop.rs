@@ -9,3 +9,13 @@ mod support;
 fn python_jose_mandates_are_accepted() {
     support::run_pytest("test_mandates_interop.py", &[]);
 }
+
+/// Stripe webhooks signed by the official `stripe` library's
+/// `WebhookSignature.generate_signature_header`, posted to the running
+/// binary with payments through Stripe: valid ones act once, duplicates
+/// and unknown types are acknowledged, forged, stale and unsigned ones are
+/// 400.
+#[test]
+fn stripe_library_signed_webhooks_are_verified() {
+    support::run_pytest("test_stripe_webhooks.py", &[]);
+}
