@@ -246,6 +246,12 @@ pub struct RawSettings {
     /// works out of the box; the MCP `execute_checkout` tool always sends
     /// mandates, and mandates that are sent are always verified.
     pub require_mandates: bool,
+    /// Whether the UCP profile offers the AP2 mandate extension
+    /// (`dev.ucp.shopping.ap2_mandate`, AP2 v0.2). A platform that
+    /// negotiates it gets `ap2.merchant_authorization` on every checkout
+    /// response, and its checkouts complete only with v0.2 mandates. On by
+    /// default; platforms that do not declare the extension are unaffected.
+    pub ap2_mandate_extension: bool,
     /// A JWKS file of agent platform keys the merchant trusts without
     /// fetching a profile (for platforms without a reachable profile, or to
     /// pin keys). Loaded and checked at startup.
@@ -309,6 +315,7 @@ impl Default for RawSettings {
             request_timeout_secs: 30,
             allow_private_profile_hosts: false,
             require_mandates: false,
+            ap2_mandate_extension: true,
             trusted_agent_jwks_file: None,
             guardrail: GuardrailConfig::default(),
             fees: FeePolicy::default(),
@@ -351,6 +358,8 @@ pub struct Settings {
     pub allow_private_profile_hosts: bool,
     /// See [`RawSettings::require_mandates`].
     pub require_mandates: bool,
+    /// See [`RawSettings::ap2_mandate_extension`].
+    pub ap2_mandate_extension: bool,
     /// See [`RawSettings::trusted_agent_jwks_file`].
     pub trusted_agent_jwks_file: Option<PathBuf>,
     pub guardrail: GuardrailConfig,
@@ -540,6 +549,7 @@ impl Settings {
             request_timeout: std::time::Duration::from_secs(raw.request_timeout_secs),
             allow_private_profile_hosts: raw.allow_private_profile_hosts,
             require_mandates: raw.require_mandates,
+            ap2_mandate_extension: raw.ap2_mandate_extension,
             trusted_agent_jwks_file: raw.trusted_agent_jwks_file,
             guardrail: raw.guardrail,
             fees: raw.fees,

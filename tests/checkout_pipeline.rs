@@ -479,7 +479,7 @@ impl Agent {
 
     fn request(&self, chain: MandateChain) -> CompleteRequest {
         CompleteRequest {
-            mandates: Some(chain),
+            mandates: Some(chain.into()),
             agent_profile_url: Some(self.profile.clone()),
             ..CompleteRequest::default()
         }
@@ -587,7 +587,7 @@ async fn a_full_mandate_chain_completes_once_with_a_verifiable_receipt() {
     let receipt = verify_receipt(&done.receipt, &shop.app.keys.jwks(shop.now()));
     assert_eq!(receipt.status, "Success");
     assert_eq!(receipt.iss, "https://shop.example");
-    assert_eq!(receipt.order_id, done.order.id.as_str());
+    assert_eq!(receipt.order_id.as_deref(), Some(done.order.id.as_str()));
     assert_eq!(receipt.checkout_id, session.id.as_str());
     assert_eq!((receipt.total.amount, receipt.total.currency.as_str()), (total, "USD"));
     assert_eq!(receipt.reference, token_hash(&payment), "bound to the payment mandate");
@@ -618,7 +618,7 @@ async fn agent_keys_come_from_the_profile_or_the_trusted_jwks_never_from_nowhere
     let cart = gw.issue_cart_mandate(&alice(), &session.id, &intent, None).await.unwrap();
     let payment = agent.payment(&cart.token, &cart.claims, "success_token", trusted.now());
     let request = CompleteRequest {
-        mandates: Some(MandateChain { intent, cart: cart.token, payment }),
+        mandates: Some(MandateChain { intent, cart: cart.token, payment }.into()),
         ..CompleteRequest::default()
     };
     gw.complete_checkout(&alice(), &session.id, request).await.unwrap();
@@ -631,7 +631,7 @@ async fn agent_keys_come_from_the_profile_or_the_trusted_jwks_never_from_nowhere
     let err = shop.gateway.issue_cart_mandate(&alice(), &session.id, &intent, None).await;
     assert_eq!(code(err), ErrorCode::AgentMissingKey);
     let chain = MandateChain { intent, cart: "x.y.z".into(), payment: "x.y.z".into() };
-    let request = CompleteRequest { mandates: Some(chain), ..CompleteRequest::default() };
+    let request = CompleteRequest { mandates: Some(chain.into()), ..CompleteRequest::default() };
     let err = shop.gateway.complete_checkout(&alice(), &session.id, request).await;
     assert_eq!(code(err), ErrorCode::AgentMissingKey);
     assert!(shop.app.payments.calls().is_empty());

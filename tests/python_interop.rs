@@ -19,3 +19,11 @@ fn python_jose_mandates_are_accepted() {
 fn stripe_library_signed_webhooks_are_verified() {
     support::run_pytest("test_stripe_webhooks.py", &[]);
 }
+
+/// An agent built from the v0.2 section of `docs/mandates.md` with the PyPI
+/// `sd-jwt` library (on `jwcrypto`) gets its SD-JWT mandates accepted by
+/// `agentgate mandate verify-v2`, and tampered ones refused with their codes.
+#[test]
+fn python_sd_jwt_mandates_are_accepted() {
+    support::run_pytest("test_sdjwt_interop.py", &[]);
+}

@@ -196,17 +196,53 @@ struct HeaderOut<'a> {
 /// The header of a token, after the policy above accepted it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
-    kid: String,
+    kid: Option<String>,
     typ: Option<String>,
 }
 
 impl Header {
+    /// The `kid`. Empty only for a token decoded with [`KidRule::Optional`]
+    /// that has none: every other decode refuses a token without one.
     pub fn kid(&self) -> &str {
-        &self.kid
+        self.kid.as_deref().unwrap_or_default()
+    }
+
+    /// The `kid`, if the header has one.
+    pub fn kid_opt(&self) -> Option<&str> {
+        self.kid.as_deref()
     }
 
     pub fn typ(&self) -> Option<&str> {
         self.typ.as_deref()
+    }
+}
+
+/// Whether a header must name its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KidRule {
+    /// The verifier looks the key up by `kid` (every token whose key comes
+    /// from a key set).
+    Required,
+    /// The key is already fixed by something the verifier trusts, such as
+    /// the `cnf` of the previous hop of an SD-JWT chain; a `kid`, if
+    /// present, is informational and still bounded.
+    Optional,
+}
+
+/// How [`decode_compact_with`] reads a token. The algorithm and the
+/// key-carrying and payload-changing header rules are not options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeOptions<'a> {
+    /// `typ` to require, compared as a media type; `None` checks nothing.
+    pub expected_typ: Option<&'a str>,
+    pub kid: KidRule,
+    /// Longest token accepted, in bytes.
+    pub max_bytes: usize,
+}
+
+impl Default for DecodeOptions<'_> {
+    fn default() -> Self {
+        Self { expected_typ: None, kid: KidRule::Required, max_bytes: MAX_TOKEN_BYTES }
     }
 }
 
@@ -271,7 +307,7 @@ impl Unverified {
     }
 
     pub fn kid(&self) -> &str {
-        &self.header.kid
+        self.header.kid()
     }
 
     /// Checks the signature with `key` and, only if it holds, releases the
@@ -319,13 +355,20 @@ pub fn parse_claims<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {
 /// Checks the shape and header of a compact JWS. `expected_typ` is compared
 /// when given.
 pub fn decode_compact(token: &str, expected_typ: Option<&str>) -> Result<Unverified> {
-    let (header_b64, payload_b64, sig_b64) = split(token)?;
+    decode_compact_with(token, &DecodeOptions { expected_typ, ..DecodeOptions::default() })
+}
+
+/// [`decode_compact`] with the `kid` rule and size bound chosen by the
+/// caller (SD-JWT hops are bound to a key by `cnf`, and a checkout JWT may
+/// be larger than a mandate).
+pub fn decode_compact_with(token: &str, options: &DecodeOptions<'_>) -> Result<Unverified> {
+    let (header_b64, payload_b64, sig_b64) = split(token, options.max_bytes)?;
     if payload_b64.is_empty() {
         return Err(malformed("compact token has an empty payload (detached JWS given?)"));
     }
     let payload = b64url_decode(payload_b64)?;
     let signing_input = format!("{header_b64}.{payload_b64}");
-    finish(header_b64, sig_b64, signing_input, payload, expected_typ)
+    finish(header_b64, sig_b64, signing_input, payload, options)
 }
 
 /// Checks the shape and header of a detached JWS `header..signature` over the
@@ -335,20 +378,21 @@ pub fn decode_detached(
     payload: &impl Serialize,
     expected_typ: Option<&str>,
 ) -> Result<Unverified> {
-    let (header_b64, payload_b64, sig_b64) = split(token)?;
+    let (header_b64, payload_b64, sig_b64) = split(token, MAX_TOKEN_BYTES)?;
     if !payload_b64.is_empty() {
         return Err(malformed("detached token carries a payload"));
     }
     let payload = jcs(payload)?;
     let signing_input = format!("{header_b64}.{}", b64url(&payload));
-    finish(header_b64, sig_b64, signing_input, payload, expected_typ)
+    let options = DecodeOptions { expected_typ, ..DecodeOptions::default() };
+    finish(header_b64, sig_b64, signing_input, payload, &options)
 }
 
-fn split(token: &str) -> Result<(&str, &str, &str)> {
-    if token.len() > MAX_TOKEN_BYTES {
+fn split(token: &str, max_bytes: usize) -> Result<(&str, &str, &str)> {
+    if token.len() > max_bytes {
         return Err(Error::new(
             ErrorCode::PayloadTooLarge,
-            format!("token is longer than {MAX_TOKEN_BYTES} bytes"),
+            format!("token is longer than {max_bytes} bytes"),
         ));
     }
     let mut parts = token.split('.');
@@ -365,9 +409,9 @@ fn finish(
     sig_b64: &str,
     signing_input: String,
     payload: Vec<u8>,
-    expected_typ: Option<&str>,
+    options: &DecodeOptions<'_>,
 ) -> Result<Unverified> {
-    let header = parse_header(&b64url_decode(header_b64)?, expected_typ)?;
+    let header = parse_header(&b64url_decode(header_b64)?, options)?;
     let sig_bytes = b64url_decode(sig_b64)?;
     if sig_bytes.len() != SIGNATURE_LEN {
         return Err(Error::new(
@@ -382,7 +426,7 @@ fn finish(
     Ok(Unverified { header, signing_input, payload, signature })
 }
 
-fn parse_header(bytes: &[u8], expected_typ: Option<&str>) -> Result<Header> {
+fn parse_header(bytes: &[u8], options: &DecodeOptions<'_>) -> Result<Header> {
     let value = parse_json_strict(bytes)
         .map_err(|e| malformed(truncate(&format!("header is not valid JSON: {e}"))))?;
     let Value::Object(members) = value else {
@@ -408,8 +452,11 @@ fn parse_header(bytes: &[u8], expected_typ: Option<&str>) -> Result<Header> {
     if let Some(name) = PAYLOAD_CHANGING_HEADERS.iter().find(|h| members.contains_key(**h)) {
         return Err(malformed(format!("header member {name:?} is not supported")));
     }
-    let kid = match members.get("kid") {
-        Some(Value::String(kid)) if !kid.is_empty() && kid.len() <= MAX_KID_LEN => kid.clone(),
+    let kid = match (members.get("kid"), options.kid) {
+        (Some(Value::String(kid)), _) if !kid.is_empty() && kid.len() <= MAX_KID_LEN => {
+            Some(kid.clone())
+        }
+        (None, KidRule::Optional) => None,
         _ => return Err(malformed("header needs a kid (1 to 256 characters)")),
     };
     let typ = match members.get("typ") {
@@ -417,7 +464,7 @@ fn parse_header(bytes: &[u8], expected_typ: Option<&str>) -> Result<Header> {
         Some(Value::String(t)) => Some(t.clone()),
         Some(_) => return Err(malformed("header typ is not a string")),
     };
-    if let Some(want) = expected_typ {
+    if let Some(want) = options.expected_typ {
         if !typ.as_deref().is_some_and(|got| same_media_type(got, want)) {
             return Err(malformed(format!(
                 "header typ is {:?}, expected {want:?}",
@@ -430,7 +477,7 @@ fn parse_header(bytes: &[u8], expected_typ: Option<&str>) -> Result<Header> {
 
 /// RFC 7515 §4.1.9: `typ` is a media type compared case-insensitively, and
 /// the `application/` prefix may be left out.
-fn same_media_type(got: &str, want: &str) -> bool {
+pub(crate) fn same_media_type(got: &str, want: &str) -> bool {
     fn strip(t: &str) -> &str {
         match t.get(..12) {
             Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &t[12..],
@@ -632,6 +679,30 @@ mod tests {
         use p256::ecdsa::signature::Signer as _;
         let sig: Signature = signer().0.sign(input.as_bytes());
         sig.to_der().as_bytes().to_vec()
+    }
+
+    #[test]
+    fn an_optional_kid_loosens_nothing_else() {
+        use ErrorCode::*;
+        let optional = DecodeOptions { kid: KidRule::Optional, ..DecodeOptions::default() };
+        let no_kid = forge(json!({"alg":"ES256","typ":"kb+sd-jwt"}), "{}");
+        assert_eq!(decode_compact(&no_kid, None).unwrap_err().code(), MandateMalformed);
+        let token = decode_compact_with(&no_kid, &optional).unwrap();
+        assert_eq!((token.header().kid_opt(), token.kid()), (None, ""));
+        token.verify(signer().0.verifying_key()).unwrap();
+        let cases: Vec<(Value, ErrorCode)> = vec![
+            (json!({"alg":"none"}), AlgNotAllowed),
+            (json!({"alg":"ES256","kid":""}), MandateMalformed),
+            (json!({"alg":"ES256","kid":7}), MandateMalformed),
+            (json!({"alg":"ES256","jwk":{}}), MandateMalformed),
+            (json!({"alg":"ES256","crit":["x"]}), MandateMalformed),
+        ];
+        for (header, want) in cases {
+            let err = decode_compact_with(&forge(header.clone(), "{}"), &optional).unwrap_err();
+            assert_eq!(err.code(), want, "{header}");
+        }
+        let small = DecodeOptions { max_bytes: no_kid.len() - 1, ..optional };
+        assert_eq!(decode_compact_with(&no_kid, &small).unwrap_err().code(), PayloadTooLarge);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! `agentgate mandate …`: the agent's (and, for tests and docs, the
-//! merchant's) side of AP2 mandates, on files.
+//! merchant's) side of AP2 mandates, on files: v0.1 chains (`intent`,
+//! `cart`, `payment`, `verify`) and v0.2 SD-JWT mandates (`checkout-jwt`,
+//! `verify-v2`).
 //!
 //! Tokens are read from files (surrounding whitespace ignored) and written
 //! to stdout or `--out`. `verify` runs the same chain verifier as the
@@ -17,11 +19,13 @@ use time::{Duration, OffsetDateTime};
 
 use crate::adapters::keyfile::read_secret_file;
 use crate::ap2::jws;
-use crate::ap2::keys::{PrivateKey, PublicKey, PublicKeySet};
+use crate::ap2::keys::{KeyRing, PrivateKey, PublicKey, PublicKeySet};
 use crate::ap2::mandates::{
     sign_cart_mandate, CartClaims, CartContents, CartMandateRequest, Confirmation, IntentClaims,
     PaymentClaims,
 };
+use crate::ap2::sdjwt::ChainPolicy;
+use crate::ap2::v02;
 use crate::ap2::verify::{
     verify_cart_mandate, verify_chain_report, ChainInput, ClockSkew, MerchantIdentity, VerifyPolicy,
 };
@@ -38,6 +42,53 @@ pub enum MandateCommand {
     Payment(PaymentArgs),
     /// Verify an intent/cart/payment chain offline and print every check.
     Verify(VerifyArgs),
+    /// Sign a checkout as the merchant does for AP2 v0.2: prints its
+    /// `merchant_authorization`, `checkout_jwt` and `checkout_hash`.
+    CheckoutJwt(CheckoutJwtArgs),
+    /// Verify AP2 v0.2 checkout and payment mandates (SD-JWT) offline
+    /// against a checkout response carrying `ap2.merchant_authorization`.
+    VerifyV2(VerifyV2Args),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckoutJwtArgs {
+    /// Merchant private key file (PEM or JWK); its thumbprint is the kid.
+    #[arg(long)]
+    key: PathBuf,
+    /// JSON file with the checkout (an `ap2` member is ignored).
+    #[arg(long)]
+    checkout: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyV2Args {
+    /// File holding `ap2.checkout_mandate`.
+    #[arg(long)]
+    checkout_mandate: PathBuf,
+    /// File holding the payment mandate (the instrument's credential token).
+    #[arg(long)]
+    payment_mandate: PathBuf,
+    /// The checkout response the mandates answer, with
+    /// `ap2.merchant_authorization`, as JSON.
+    #[arg(long)]
+    checkout: PathBuf,
+    /// JWKS of the keys that may sign a mandate's root (the agent platform's
+    /// profile keys, or a trusted issuer's).
+    #[arg(long)]
+    agent_jwks: PathBuf,
+    /// JWKS the merchant publishes (`/.well-known/jwks.json`).
+    #[arg(long)]
+    merchant_jwks: PathBuf,
+    /// The audience the presentations must name [default: the checkout's
+    /// `merchant.id`].
+    #[arg(long)]
+    audience: Option<String>,
+    /// Clock skew in seconds (0 to 300).
+    #[arg(long, default_value_t = 60)]
+    skew: i64,
+    /// Verify as of this RFC 3339 instant instead of now.
+    #[arg(long)]
+    at: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -157,6 +208,93 @@ pub fn run(cmd: MandateCommand) -> anyhow::Result<()> {
         MandateCommand::Cart(args) => cart(args),
         MandateCommand::Payment(args) => payment(args),
         MandateCommand::Verify(args) => verify(args),
+        MandateCommand::CheckoutJwt(args) => checkout_jwt(args),
+        MandateCommand::VerifyV2(args) => verify_v2(args),
+    }
+}
+
+fn read_json(path: &Path) -> anyhow::Result<Value> {
+    jws::parse_json_strict(read_text(path)?.as_bytes())
+        .map_err(|e| anyhow::anyhow!("{} is not valid JSON: {e}", path.display()))
+}
+
+fn checkout_jwt(args: CheckoutJwtArgs) -> anyhow::Result<()> {
+    let ring = KeyRing::new(read_key(&args.key)?);
+    let checkout = v02::without_ap2(&read_json(&args.checkout)?);
+    let auth = v02::authorize_checkout(ring.signer(), &checkout)?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "merchant_authorization": auth.detached,
+            "checkout_jwt": auth.checkout_jwt,
+            "checkout_hash": auth.checkout_hash,
+        })
+    );
+    Ok(())
+}
+
+fn verify_v2(args: VerifyV2Args) -> anyhow::Result<()> {
+    let now = match &args.at {
+        Some(at) => OffsetDateTime::parse(at, &Rfc3339)
+            .with_context(|| format!("--at {at:?} is not an RFC 3339 instant"))?,
+        None => OffsetDateTime::now_utc(),
+    };
+    let checkout_mandate = read_token(&args.checkout_mandate)?;
+    let payment_mandate = read_token(&args.payment_mandate)?;
+    let checkout = read_json(&args.checkout)?;
+    let agent_keys = read_jwks(&args.agent_jwks)?;
+    let merchant_keys = read_jwks(&args.merchant_jwks)?;
+    let merchant: v02::Merchant = serde_json::from_value(checkout["merchant"].clone())
+        .context("the checkout names no merchant (AP2 checkouts carry `merchant`)")?;
+    let total = checkout["totals"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["type"] == "total"))
+        .and_then(|t| t["amount"].as_i64())
+        .context("the checkout has no total")?;
+    let currency = Currency::parse(checkout["currency"].as_str().unwrap_or_default())?;
+    let audience = args.audience.unwrap_or_else(|| merchant.id.clone());
+    let policy = ChainPolicy {
+        skew: ClockSkew::new(Duration::seconds(args.skew))?,
+        ..ChainPolicy::default()
+    };
+    let outcome = v02::verify_merchant_authorization(&checkout, &merchant_keys, now)
+        .and_then(|()| v02::checkout_jwt_of(&checkout))
+        .and_then(|authorization| {
+            println!("✓ merchant_authorization (checkout_hash {})", authorization.checkout_hash);
+            v02::verify_mandates(&v02::MandateInput {
+                checkout_mandate: &checkout_mandate,
+                payment_mandate: &payment_mandate,
+                agent_keys: &agent_keys,
+                audience: &audience,
+                view: v02::CheckoutView {
+                    authorization: &authorization,
+                    checkout: &v02::without_ap2(&checkout),
+                    merchant: &merchant,
+                    merchant_keys: &merchant_keys,
+                    total: Money::new(total, currency),
+                },
+                now,
+                policy,
+            })
+        });
+    match outcome {
+        Ok(v) => {
+            println!("✓ checkout mandate (root kid {})", v.checkout_root_kid);
+            println!(
+                "✓ payment mandate (root kid {}): {} with instrument {}",
+                v.payment_root_kid, v.amount, v.instrument.kind
+            );
+            println!(
+                "- replay ({} reservations): not checked offline; the gateway checks it on complete",
+                v.reservations.len()
+            );
+            println!("mandates verified; receipt reference {}", v.checkout_reference);
+            Ok(())
+        }
+        Err(e) => {
+            println!("✗ {}: {}", e.code(), e.message());
+            bail!("mandates rejected: {}", e.code())
+        }
     }
 }
 

@@ -129,6 +129,10 @@ pub struct CheckoutView<'a> {
     /// The payment processor's handler id (`sandbox`, `stripe`).
     pub payment_handler: &'a str,
     pub public_base_url: &'a str,
+    /// The merchant as AP2 names it; rendered as `merchant` on checkouts
+    /// locked to the AP2 extension, so the signed checkout says whom it
+    /// pays.
+    pub ap2_merchant: crate::ap2::v02::Merchant,
 }
 
 impl CheckoutView<'_> {
@@ -208,6 +212,7 @@ impl Gateway {
             links: &self.settings.policy_links,
             payment_handler: self.payments.name(),
             public_base_url: &self.settings.public_base_url,
+            ap2_merchant: self.ap2_merchant(),
         }
     }
 

@@ -1,5 +1,6 @@
-//! Checkout completion: mandate chain → guardrail → fee → payment → atomic
-//! commit → signed receipt, exactly once.
+//! Checkout completion: mandates (an AP2 v0.1 chain or v0.2 SD-JWT
+//! mandates) → guardrail → fee → payment → atomic commit → signed receipt,
+//! exactly once.
 //!
 //! This is the pipeline of `DESIGN.md` ("The checkout pipeline"). It owns
 //! the order of the steps, the error code of each, and the rules that no
@@ -90,10 +91,12 @@
 //! # The receipt
 //!
 //! A compact JWS (ES256, `typ: receipt+jwt`, the merchant's active key),
-//! shaped after the AP2 v0.2 checkout receipt: `status` (`Success`), `iss`,
-//! `iat` (the order's creation), `reference` (the hash of the payment
-//! mandate, or the checkout id when the checkout was paid without
-//! mandates), `order_id`, plus `checkout_id`, `total` and `trace_id`. The
+//! an AP2 v0.2 checkout receipt (`checkout_receipt.json`): `status`
+//! (`Success`), `iss`, `iat` (the order's creation), `reference` (the hash
+//! of the closed mandate paid under: the v0.2 closed checkout mandate's
+//! JWT, the v0.1 payment mandate, or the checkout id without mandates),
+//! `order_id`, plus `checkout_id`, `total` and `trace_id`;
+//! [`Gateway::error_receipt`] signs the `Error` form for a failure. The
 //! platform fee is not in it: the fee is between the platform and the
 //! merchant, the buyer pays the total either way, and an agent has no use
 //! for it. It is in [`Completion::fee`] and on the order for operators.
@@ -111,6 +114,8 @@ use url::Url;
 
 use super::mandates::StoreReserver;
 use super::{Caller, Gateway, CAS_ATTEMPTS};
+use crate::ap2::sdjwt::{self, ChainPolicy};
+use crate::ap2::v02::{self, VerifiedMandates};
 use crate::ap2::{self, jws, Amount, ChainInput, MerchantIdentity, VerifiedChain, VerifyPolicy};
 use crate::domain::checkout::{Message, MessageType, Severity};
 use crate::domain::order::{Delivery, DeliveryMethod, OrderLine, OrderWebhook, PaymentRecord};
@@ -125,6 +130,7 @@ use crate::ports::{
     CaptureRequest, ChargeOutcome, ChargeRequest, CheckoutCommit, OrderFilter, RefundRequest,
     StoredResponse, Versioned,
 };
+use crate::ucp::profile::AP2_MANDATE;
 
 /// The JWS `typ` of a receipt.
 pub const RECEIPT_TYP: &str = "receipt+jwt";
@@ -164,6 +170,52 @@ impl fmt::Debug for MandateChain {
     }
 }
 
+/// The AP2 v0.2 mandates an agent presents, each exactly as received (the
+/// key bindings hash the bytes).
+#[derive(Clone, PartialEq, Eq)]
+pub struct MandatesV02 {
+    /// The checkout mandate (UCP `ap2.checkout_mandate`): an SD-JWT chain
+    /// ending in a closed `mandate.checkout.1`.
+    pub checkout: String,
+    /// The payment mandate (UCP `payment.instruments[].credential.token`):
+    /// an SD-JWT chain ending in a closed `mandate.payment.1`.
+    pub payment: String,
+}
+
+impl fmt::Debug for MandatesV02 {
+    // The payment mandate names the instrument to charge; never print it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MandatesV02")
+            .field("checkout_bytes", &self.checkout.len())
+            .field("payment_bytes", &self.payment.len())
+            .finish()
+    }
+}
+
+/// The mandates of a completion, in either AP2 generation. Which one a
+/// completion needs is the session's business: a session created with the
+/// UCP AP2 extension negotiated is locked to v0.2 (see
+/// [`Gateway::complete_checkout`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mandates {
+    /// AP2 v0.1: intent, cart and payment mandates (compact JWS).
+    V01(MandateChain),
+    /// AP2 v0.2: checkout and payment mandates (SD-JWT chains).
+    V02(MandatesV02),
+}
+
+impl From<MandateChain> for Mandates {
+    fn from(chain: MandateChain) -> Self {
+        Self::V01(chain)
+    }
+}
+
+impl From<MandatesV02> for Mandates {
+    fn from(mandates: MandatesV02) -> Self {
+        Self::V02(mandates)
+    }
+}
+
 /// Renders the response a transport stores under the caller's idempotency
 /// key. The pipeline calls it on the completion it is about to commit, so
 /// the stored response lands atomically with the order.
@@ -173,10 +225,11 @@ pub type RenderResponse = Arc<dyn Fn(&Completion) -> Result<StoredResponse> + Se
 /// over `CompleteRequest::default()`.
 #[derive(Clone, Default)]
 pub struct CompleteRequest {
-    /// The AP2 chain. Required when the `require_mandates` setting is on;
-    /// verified whenever present, and then its payment token is the one
-    /// charged.
-    pub mandates: Option<MandateChain>,
+    /// The AP2 mandates. Required when the `require_mandates` setting is
+    /// on, and v0.2 ones when the session is locked to the UCP AP2
+    /// extension; verified whenever present, and then the instrument they
+    /// authorize is the one charged.
+    pub mandates: Option<Mandates>,
     /// The processor token when no mandates are sent; without it the
     /// session's payment instrument token is used.
     pub payment_token: Option<String>,
@@ -226,19 +279,32 @@ pub struct Completion {
     pub trace_id: String,
 }
 
-/// The claims of a receipt.
+/// The claims of a receipt: an AP2 v0.2 checkout receipt
+/// (`checkout_receipt.json`: `status`, `iss`, `iat`, `reference`, and
+/// `order_id` on success or `error` and `error_description` on error) plus
+/// the members this gateway adds, which that schema allows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiptClaims {
-    /// `Success`, as in the AP2 v0.2 receipt status.
+    /// `Success` or `Error` (`types/receipt_status.json`).
     pub status: String,
     pub iss: String,
     pub iat: i64,
-    /// The order id: one receipt per order.
+    /// The order id (one receipt per order), or for an error receipt the
+    /// checkout id and the instant.
     pub jti: String,
-    /// base64url(SHA-256) of the payment mandate, or the checkout id.
+    /// base64url(SHA-256) of the closed mandate the checkout was paid
+    /// under (the v0.2 closed checkout mandate's JWT, the v0.1 payment
+    /// mandate), or the checkout id without mandates.
     pub reference: String,
-    pub order_id: String,
+    /// Present if and only if `status` is `Success`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    /// Present if and only if `status` is `Error`: the stable error code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<String>,
     pub checkout_id: String,
     pub total: Amount,
     pub trace_id: String,
@@ -353,22 +419,12 @@ async fn attempt(
         return Err(Error::new(ErrorCode::SessionExpired, "the checkout session has expired"));
     }
 
-    // Step 2: the mandate chain, when there is one (or must be one).
-    let chain = match &ctx.request.mandates {
-        Some(m) => Some(verify_mandates(gw, &session, m, ctx.request, now).await?),
-        None if gw.settings.require_mandates => {
-            return Err(Error::new(
-                ErrorCode::MandateRequired,
-                "this merchant completes checkouts only with an AP2 mandate chain \
-                 (intent, cart and payment mandates)",
-            ))
-        }
-        None => None,
-    };
-    let token = match &chain {
-        // The mandate's token is the one the user authorised; a token sent
-        // beside the mandates is not used.
-        Some(c) => c.payment_token().to_owned(),
+    // Step 2: the mandates, when there are some (or must be some).
+    let verified = verify_request_mandates(gw, ctx, &session, now).await?;
+    let token = match &verified {
+        // The mandate's instrument is the one the user authorised; a token
+        // sent beside the mandates is not used.
+        Some(v) => v.payment_token().to_owned(),
         None => ctx
             .request
             .payment_token
@@ -381,16 +437,27 @@ async fn attempt(
     // Step 3: the guardrail, on catalog prices and current stock.
     let catalog = catalog_view(gw, &session).await?;
     let spent = spent_in_window(gw, ctx.caller, session.currency, now).await?;
-    let claimed = chain.as_ref().map(claimed_cart);
-    let paid = chain.as_ref().map(payment_amount).transpose()?;
+    let claimed = verified.as_ref().map(|v| v.claimed_cart(&session)).transpose()?;
     let mut input =
         GuardrailInput::new(&session, &catalog, CheckoutStatus::CompleteInProgress, spent);
-    if let Some(c) = &chain {
-        input.claimed_cart = claimed.as_ref();
-        input.intent_max = Some(c.intent_max());
-        input.payment_amount = paid;
-        input.merchant =
-            Some(MerchantClaim { expected: &gw.settings.public_base_url, named: &c.cart().iss });
+    match &verified {
+        Some(Verified::V01(c)) => {
+            input.claimed_cart = claimed.as_ref();
+            input.intent_max = Some(c.intent_max());
+            input.payment_amount = Some(payment_amount(c)?);
+            input.merchant = Some(MerchantClaim {
+                expected: &gw.settings.public_base_url,
+                named: &c.cart().iss,
+            });
+        }
+        Some(Verified::V02(v)) => {
+            // The checkout JWT the agent signed is the session as it is, so
+            // its lines are the session's; the guardrail still re-prices
+            // them and holds the mandate's amount to the total.
+            input.claimed_cart = claimed.as_ref();
+            input.payment_amount = Some(v.amount);
+        }
+        None => {}
     }
     let repriced = guardrail(gw, &input)?;
 
@@ -414,19 +481,16 @@ async fn attempt(
     // A concurrent completion that got here first makes this a
     // `version_conflict`, and the caller's loop finds it in progress.
     let version = gw.store.update_checkout(&locked, version).await?;
-    let mandates = ctx
-        .request
-        .mandates
-        .as_ref()
-        .filter(|_| chain.is_some())
-        .map(|m| vec![m.intent.clone(), m.cart.clone(), m.payment.clone()])
-        .unwrap_or_default();
+    let mandates = match (&ctx.request.mandates, &verified) {
+        (Some(m), Some(_)) => stored_mandates(m),
+        _ => Vec::new(),
+    };
     let attempt = Attempt { session: locked, version, order_id, mandates };
 
-    if let Some(c) = &chain {
+    if let Some(v) = &verified {
         // Only the lock holder spends the ids, so a duplicate of this very
         // request waits for it instead of reading as a replay.
-        if let Err(e) = ap2::reserve_mandate_ids(c, &StoreReserver(gw.store.as_ref())).await {
+        if let Err(e) = v.reserve(&StoreReserver(gw.store.as_ref())).await {
             let msg = message(MessageType::Error, e.code().as_str(), e.message(), None);
             release(gw, &attempt, CheckoutStatus::ReadyForComplete, vec![msg], None).await;
             return Err(e);
@@ -929,18 +993,47 @@ fn build_completion(
         iss: gw.settings.public_base_url.clone(),
         iat: order.created_at.unix_timestamp(),
         jti: order.id.as_str().to_owned(),
-        // The payment mandate is the last of the chain.
-        reference: mandates
-            .last()
-            .map(|t| ap2::mandates::token_hash(t))
-            .unwrap_or_else(|| order.checkout_id.as_str().to_owned()),
-        order_id: order.id.as_str().to_owned(),
+        reference: receipt_reference(mandates, &order.checkout_id),
+        order_id: Some(order.id.as_str().to_owned()),
+        error: None,
+        error_description: None,
         checkout_id: order.checkout_id.as_str().to_owned(),
         total: Amount::from(order.totals.total),
         trace_id: trace_id.to_owned(),
     };
     let receipt = jws::sign_compact(gw.keys.signer(), Some(RECEIPT_TYP), &claims)?;
     Ok(Completion { session, fee: order.fee, order, receipt, trace_id: trace_id.to_owned() })
+}
+
+impl Gateway {
+    /// A signed checkout receipt for a completion that failed (status
+    /// `Error`), for transports that answer a failure with one. The
+    /// reference is the closed checkout mandate presented, when it parses,
+    /// so the platform can tie the refusal to what it sent.
+    pub fn error_receipt(
+        &self,
+        session: &CheckoutSession,
+        mandates: Option<&Mandates>,
+        error: &Error,
+        trace_id: &str,
+    ) -> Result<String> {
+        let now = self.now();
+        let presented = mandates.map(stored_mandates).unwrap_or_default();
+        let claims = ReceiptClaims {
+            status: "Error".to_owned(),
+            iss: self.settings.public_base_url.clone(),
+            iat: now.unix_timestamp(),
+            jti: format!("{}:{}", session.id, now.unix_timestamp_nanos()),
+            reference: receipt_reference(&presented, &session.id),
+            order_id: None,
+            error: Some(error.code().as_str().to_owned()),
+            error_description: Some(error.message().to_owned()),
+            checkout_id: session.id.as_str().to_owned(),
+            total: Amount::from(session.totals.total),
+            trace_id: trace_id.to_owned(),
+        };
+        jws::sign_compact(self.keys.signer(), Some(RECEIPT_TYP), &claims)
+    }
 }
 
 /// Loads a session the caller may see; anyone else's reads as absent.
@@ -1058,14 +1151,205 @@ async fn verify_mandates(
 /// The recovering request's mandates, if they are this checkout's chain as
 /// of the lock instant; they are kept for audit only (the lock holder
 /// already spent them), so anything less leaves them out.
+///
+/// v0.2 mandates are bound to the checkout as the agent read it, which the
+/// lock rewrote (status, order), so they cannot be verified again here:
+/// a recovered v0.2 completion is committed without them.
 async fn recovered_mandates(gw: &Gateway, ctx: &Ctx<'_>, session: &CheckoutSession) -> Vec<String> {
-    let Some(m) = &ctx.request.mandates else { return Vec::new() };
+    let m = match &ctx.request.mandates {
+        Some(Mandates::V01(m)) => m,
+        Some(Mandates::V02(_)) => {
+            tracing::warn!(checkout = %session.id, "recovered order committed without its v0.2 mandates");
+            return Vec::new();
+        }
+        None => return Vec::new(),
+    };
     match verify_mandates(gw, session, m, ctx.request, session.updated_at).await {
         Ok(_) => vec![m.intent.clone(), m.cart.clone(), m.payment.clone()],
         Err(e) => {
             tracing::warn!(checkout = %session.id, error = %e, "recovered order committed without its mandates");
             Vec::new()
         }
+    }
+}
+
+/// Mandates that verified, of either generation.
+enum Verified {
+    V01(Box<VerifiedChain>),
+    V02(Box<VerifiedMandates>),
+}
+
+impl Verified {
+    /// The processor token the mandates authorize: the v0.1 payment
+    /// response token, or the v0.2 payment instrument id.
+    fn payment_token(&self) -> &str {
+        match self {
+            Self::V01(c) => c.payment_token(),
+            Self::V02(v) => &v.instrument.id,
+        }
+    }
+
+    /// The cart the buyer signed, for the guardrail.
+    fn claimed_cart(&self, session: &CheckoutSession) -> Result<ClaimedCart> {
+        match self {
+            Self::V01(c) => Ok(claimed_cart(c)),
+            Self::V02(_) => Ok(ClaimedCart {
+                lines: session
+                    .line_items
+                    .iter()
+                    .map(|l| {
+                        Ok(ClaimedLine {
+                            sku: l.sku.clone(),
+                            quantity: l.quantity,
+                            line_total: l.line_total()?,
+                        })
+                    })
+                    .collect::<Result<_>>()?,
+                total: session.totals.total,
+            }),
+        }
+    }
+
+    async fn reserve(&self, reserver: &dyn ap2::MandateIdReserver) -> Result<()> {
+        match self {
+            Self::V01(c) => ap2::reserve_mandate_ids(c, reserver).await,
+            Self::V02(v) => v02::reserve(v, reserver).await,
+        }
+    }
+}
+
+/// The tokens kept with the order, as presented.
+fn stored_mandates(m: &Mandates) -> Vec<String> {
+    match m {
+        Mandates::V01(c) => vec![c.intent.clone(), c.cart.clone(), c.payment.clone()],
+        Mandates::V02(m) => vec![m.checkout.clone(), m.payment.clone()],
+    }
+}
+
+/// Step 2: which mandates a completion needs, and their verification.
+///
+/// A session created while the platform had negotiated the UCP AP2
+/// extension is locked to it: only v0.2 mandates complete it, and a
+/// completion without them (or with a v0.1 chain) is `mandate_required`,
+/// whatever the settings say. Other sessions take either generation, or
+/// none unless `require_mandates` is on.
+async fn verify_request_mandates(
+    gw: &Gateway,
+    ctx: &Ctx<'_>,
+    session: &CheckoutSession,
+    now: OffsetDateTime,
+) -> Result<Option<Verified>> {
+    let locked = session.capabilities.iter().any(|c| c == AP2_MANDATE);
+    match (&ctx.request.mandates, locked) {
+        (Some(Mandates::V02(m)), _) => {
+            let v = verify_v02(gw, ctx, session, m, now).await?;
+            Ok(Some(Verified::V02(Box::new(v))))
+        }
+        (Some(Mandates::V01(_)) | None, true) => Err(Error::new(
+            ErrorCode::MandateRequired,
+            "this checkout is locked to the AP2 mandate extension \
+             (dev.ucp.shopping.ap2_mandate): complete it with ap2.checkout_mandate and the \
+             payment mandate as the instrument's credential token; there is no unprotected \
+             fallback",
+        )),
+        (Some(Mandates::V01(c)), false) => verify_mandates(gw, session, c, ctx.request, now)
+            .await
+            .map(|c| Some(Verified::V01(Box::new(c)))),
+        (None, false) if gw.settings.require_mandates => Err(Error::new(
+            ErrorCode::MandateRequired,
+            "this merchant completes checkouts only with AP2 mandates (a v0.1 intent, cart \
+             and payment chain, or v0.2 checkout and payment mandates)",
+        )),
+        (None, false) => Ok(None),
+    }
+}
+
+async fn verify_v02(
+    gw: &Gateway,
+    ctx: &Ctx<'_>,
+    session: &CheckoutSession,
+    m: &MandatesV02,
+    now: OffsetDateTime,
+) -> Result<VerifiedMandates> {
+    let agent_keys = gw.agent_keys(ctx.request.agent_profile_url.as_ref()).await?;
+    let signed = gw.signed_checkout(session)?;
+    let merchant = gw.ap2_merchant();
+    let verified = v02::verify_mandates(&v02::MandateInput {
+        checkout_mandate: &m.checkout,
+        payment_mandate: &m.payment,
+        agent_keys: &agent_keys,
+        audience: &gw.settings.public_base_url,
+        view: v02::CheckoutView {
+            authorization: &signed.authorization,
+            checkout: &signed.checkout,
+            merchant: &merchant,
+            merchant_keys: gw.keys.public_keys(),
+            total: session.totals.total,
+        },
+        now,
+        policy: ChainPolicy::default(),
+    })?;
+    if verified.recurring {
+        for limit in &verified.budgets {
+            let spent =
+                spent_under_mandate(gw, ctx.caller, &limit.open_mandate, limit.max.currency())
+                    .await?;
+            v02::check_budget(limit, spent, verified.amount)?;
+        }
+    }
+    Ok(verified)
+}
+
+/// What this caller already paid under a recurring open payment mandate,
+/// from its orders' stored payment mandates. Like [`spent_in_window`] it
+/// is a read, not a reservation: two uses racing each other can both pass
+/// the budget, though never the per-period and per-use reservations.
+async fn spent_under_mandate(
+    gw: &Gateway,
+    caller: &Caller,
+    open_mandate: &str,
+    currency: Currency,
+) -> Result<Money> {
+    let filter =
+        OrderFilter { owner: caller.subject.clone(), status: None, limit: VELOCITY_SCAN_LIMIT };
+    let orders = gw.store.list_orders(&filter).await?;
+    if orders.len() >= VELOCITY_SCAN_LIMIT as usize {
+        return Err(Error::new(
+            ErrorCode::VelocityLimitExceeded,
+            "too many orders to count what this mandate already spent",
+        ));
+    }
+    let mut spent = Money::zero(currency);
+    for order in &orders {
+        if matches!(order.status(), OrderStatus::Canceled | OrderStatus::Refunded)
+            || order.totals.total.currency() != currency
+        {
+            continue;
+        }
+        let stored = gw.store.order_mandates(&order.id).await?;
+        let under = match stored.as_slice() {
+            [_, payment] => sdjwt::parse(payment)
+                .map(|p| p.segments.iter().any(|s| sdjwt::hash(s.jwt) == open_mandate))
+                .unwrap_or(false),
+            _ => false,
+        };
+        if under {
+            spent = spent.checked_add(order.totals.total)?;
+        }
+    }
+    Ok(spent)
+}
+
+/// The receipt's `reference`: the hash of the closed mandate the order was
+/// paid under (the v0.2 closed checkout mandate's JWT, as the AP2 SDK
+/// computes it; the v0.1 payment mandate), or the checkout id without one.
+fn receipt_reference(mandates: &[String], checkout_id: &CheckoutId) -> String {
+    match mandates {
+        [checkout, _] => sdjwt::parse(checkout)
+            .map(|p| sdjwt::hash(p.closed_jwt()))
+            .unwrap_or_else(|_| checkout_id.as_str().to_owned()),
+        [.., payment] => ap2::mandates::token_hash(payment),
+        [] => checkout_id.as_str().to_owned(),
     }
 }
 
@@ -1197,11 +1481,14 @@ mod tests {
     #[test]
     fn debug_output_hides_tokens() {
         let request = CompleteRequest {
-            mandates: Some(MandateChain {
-                intent: "i".into(),
-                cart: "c".into(),
-                payment: "secret-payment-mandate".into(),
-            }),
+            mandates: Some(
+                MandateChain {
+                    intent: "i".into(),
+                    cart: "c".into(),
+                    payment: "secret-payment-mandate".into(),
+                }
+                .into(),
+            ),
             payment_token: Some("tok_secret".into()),
             ..CompleteRequest::default()
         };

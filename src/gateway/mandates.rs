@@ -21,6 +21,7 @@
 //! holds is ignored, so a profile can never replace a key the merchant
 //! pinned. No key at all is `agent_missing_key`.
 
+use serde_json::{json, Value};
 use time::{Duration, OffsetDateTime};
 use url::Url;
 
@@ -28,6 +29,7 @@ use super::{complete, Caller, Gateway};
 use crate::ap2::mandates::{
     DisplayItem, PaymentDetails, PaymentMethodData, PaymentRequest, PaymentTotal,
 };
+use crate::ap2::v02::{self, Merchant, MerchantAuthorization};
 use crate::ap2::{
     self, Amount, CartClaims, CartContents, CartMandateRequest, MandateIdReserver, PublicKeySet,
     VerifyPolicy,
@@ -35,6 +37,8 @@ use crate::ap2::{
 use crate::domain::{CheckoutId, CheckoutSession, CheckoutStatus, Error, ErrorCode, Money, Result};
 use crate::policy::{GuardrailInput, Repriced};
 use crate::ports::Store;
+use crate::ucp::profile::AP2_MANDATE;
+use crate::ucp::wire::{self, WireVersion};
 
 /// How long a cart mandate stays valid: long enough for the user (or the
 /// agent's `cnf` key) to sign the payment mandate, short enough that the
@@ -55,7 +59,50 @@ pub struct CartMandate {
     pub claims: CartClaims,
 }
 
+/// A session's checkout as the merchant signs it for AP2 v0.2.
+#[derive(Debug, Clone)]
+pub struct SignedCheckout {
+    /// The checkout in the shape of the session's UCP version, without
+    /// `ap2`: exactly what the signature covers.
+    pub checkout: Value,
+    pub authorization: MerchantAuthorization,
+}
+
 impl Gateway {
+    /// The merchant as AP2 mandates name it: its base URL is its id and its
+    /// website, and its configured name is its name. A payment mandate's
+    /// `payee` must be this.
+    pub fn ap2_merchant(&self) -> Merchant {
+        Merchant {
+            id: self.settings.public_base_url.clone(),
+            name: self.settings.merchant_name.clone(),
+            website: Some(self.settings.public_base_url.clone()),
+        }
+    }
+
+    /// The checkout of `session` and the merchant's signature over it with
+    /// the active key. ES256 signing is deterministic (RFC 6979) and the
+    /// checkout is JCS, so the same state always gives the same checkout
+    /// JWT: what a response handed out is what completion expects back.
+    pub fn signed_checkout(&self, session: &CheckoutSession) -> Result<SignedCheckout> {
+        let view = self.checkout_view(session);
+        let checkout = wire::checkout_json(&view, session_version(session))?;
+        let authorization = v02::authorize_checkout(self.keys.signer(), &checkout)?;
+        Ok(SignedCheckout { checkout, authorization })
+    }
+
+    /// The checkout response body of `session`. A session locked to the
+    /// AP2 extension carries `ap2.merchant_authorization` in every
+    /// response ("Activation and Session Locking", ap2-mandates).
+    pub fn checkout_document(&self, session: &CheckoutSession) -> Result<Value> {
+        if !session.capabilities.iter().any(|c| c == AP2_MANDATE) {
+            return wire::checkout_json(&self.checkout_view(session), session_version(session));
+        }
+        let SignedCheckout { mut checkout, authorization } = self.signed_checkout(session)?;
+        checkout["ap2"] = json!({ "merchant_authorization": authorization.detached });
+        Ok(checkout)
+    }
+
     /// The public keys that may sign an agent's intent (and payment)
     /// mandates: the configured trusted keys, plus the `signing_keys` of the
     /// platform profile at `profile` when one is named. See the module docs.
@@ -164,6 +211,12 @@ impl Gateway {
             claims,
         })
     }
+}
+
+/// The UCP wire shape a session answers in: the version it was created
+/// under.
+fn session_version(session: &CheckoutSession) -> WireVersion {
+    WireVersion::of(session.ucp_version.as_deref().unwrap_or(crate::ucp::VERSION))
 }
 
 /// AP2 `CartContents` for `session` at the re-priced amounts. The cart's id

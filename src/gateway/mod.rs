@@ -16,9 +16,10 @@ mod outbox;
 mod payments;
 
 pub use complete::{
-    CompleteRequest, Completion, MandateChain, ReceiptClaims, RenderResponse, RECEIPT_TYP,
+    CompleteRequest, Completion, MandateChain, Mandates, MandatesV02, ReceiptClaims,
+    RenderResponse, RECEIPT_TYP,
 };
-pub use mandates::{CartMandate, CART_MANDATE_TTL};
+pub use mandates::{CartMandate, SignedCheckout, CART_MANDATE_TTL};
 pub use orders::{OrderActor, OrderView, ShipmentInput};
 pub use outbox::{
     backoff, OutboxWorker, SIGNATURE_HEADER, WEBHOOK_ID_HEADER, WEBHOOK_TIMESTAMP_HEADER,

@@ -50,7 +50,7 @@ impl AppState {
             public_base_url: &settings.public_base_url,
             signing_keys,
             payment_processors: vec![gateway.payments().name()],
-            ap2_mandate: false,
+            ap2_mandate: settings.ap2_mandate_extension,
         };
         let docs = Docs {
             profile: StaticDoc::new(&business_profile(&input)),

@@ -8,7 +8,8 @@
 //! through the gateway's profile fetcher and intersected with the business
 //! offer. A request without `UCP-Agent` is served as if the platform had
 //! declared exactly the business profile: the full capability set at the
-//! primary version (2026-04-08), as an anonymous caller. The spec marks the
+//! primary version (2026-04-08), as an anonymous caller, except the AP2
+//! mandate extension, which only a platform that declares it gets. The spec marks the
 //! header required; answering anyway keeps curl and simple tools usable,
 //! and such a caller owns nothing (its sessions are reachable by id only).
 //!
@@ -67,7 +68,8 @@ use crate::gateway::{
 use crate::ports::{SearchQuery, StoredResponse};
 use crate::ucp::negotiate::{self, Negotiated, Resource, SchemeRule};
 use crate::ucp::profile::{
-    business_offer, ProfileInput, CART, CATALOG_LOOKUP, CATALOG_SEARCH, CHECKOUT, ORDER,
+    business_offer, ProfileInput, AP2_MANDATE, CART, CATALOG_LOOKUP, CATALOG_SEARCH, CHECKOUT,
+    ORDER,
 };
 use crate::ucp::wire::{self, v2026_01_11, v2026_04_08, CompletionRequest, WireVersion};
 use crate::ucp::VERSION;
@@ -127,7 +129,7 @@ fn offer(gateway: &Gateway) -> negotiate::Offer {
         public_base_url: &gateway.settings().public_base_url,
         signing_keys: Vec::new(),
         payment_processors: vec![gateway.payments().name()],
-        ap2_mandate: false,
+        ap2_mandate: gateway.settings().ap2_mandate_extension,
     })
 }
 
@@ -147,10 +149,14 @@ async fn negotiate(gateway: &Gateway, headers: &HeaderMap) -> Result<Ucp> {
     if values.is_empty() {
         let own = format!("{}/.well-known/ucp", gateway.settings().public_base_url);
         let url = url::Url::parse(&own).map_err(Error::internal)?;
+        // The AP2 extension is a commitment both sides make (the platform
+        // must check the merchant's signature and present mandates), so it
+        // is never assumed for a platform that did not declare it.
         let capabilities: Map<String, Value> = offer
             .capabilities(VERSION)
             .unwrap_or_default()
             .iter()
+            .filter(|c| c.name != AP2_MANDATE)
             .map(|c| (c.name.clone(), json!([{ "version": c.version }])))
             .collect();
         let profile = json!({"ucp": {"version": VERSION, "capabilities": capabilities}});
@@ -217,11 +223,7 @@ fn send(r: StoredResponse) -> Response {
 
 /// Renders a session in the shape of the version it was created under.
 fn checkout_body(gateway: &Gateway, s: &CheckoutSession) -> Result<Vec<u8>> {
-    let view = gateway.checkout_view(s);
-    match WireVersion::of(s.ucp_version.as_deref().unwrap_or(VERSION)) {
-        WireVersion::V2026_04_08 => wire::to_body(&v2026_04_08::Checkout::from(&view)),
-        WireVersion::V2026_01_11 => wire::to_body(&v2026_01_11::Checkout::from(&view)),
-    }
+    wire::to_body(&gateway.checkout_document(s)?)
 }
 
 fn checkout_reply(

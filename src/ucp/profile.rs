@@ -27,9 +27,10 @@ pub struct ProfileInput<'a> {
     pub signing_keys: Vec<Value>,
     /// Names of the configured payment processors (`sandbox`, `stripe`).
     pub payment_processors: Vec<&'a str>,
-    /// Advertise the AP2 mandate extension (`dev.ucp.shopping.ap2_mandate`).
-    /// Only turn this on once checkout signs and verifies mandates: a
-    /// platform that negotiates it may no longer complete without one.
+    /// Advertise the AP2 mandate extension (`dev.ucp.shopping.ap2_mandate`;
+    /// the `ap2_mandate_extension` setting). A platform that negotiates it
+    /// gets signed checkouts and may no longer complete without v0.2
+    /// mandates.
     pub ap2_mandate: bool,
 }
 

@@ -3,6 +3,7 @@
 //! cannot run on this machine.
 #![allow(dead_code)]
 
+pub mod ap2_schema;
 pub mod schema;
 
 use std::path::PathBuf;

@@ -21,14 +21,15 @@ pub mod v2026_04_08;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use crate::ap2::sdjwt;
 use crate::domain::checkout::{
     Buyer, Message, MessageType, PaymentSelection, PostalAddress, Severity,
 };
 use crate::domain::{Error, ErrorCode, LineItem, Money, Result};
-use crate::gateway::CheckoutView;
+use crate::gateway::{CheckoutView, MandateChain, Mandates, MandatesV02};
 use crate::settings::PolicyLink;
 use crate::ucp::pricing::{self, FulfillmentOption, MethodKind};
-use crate::ucp::profile::{handler_name, CART, DISCOUNT, FULFILLMENT};
+use crate::ucp::profile::{handler_name, AP2_MANDATE, CART, DISCOUNT, FULFILLMENT};
 use crate::ucp::{VERSION, VERSION_2026_01_11};
 
 /// The wire shapes this gateway speaks.
@@ -552,6 +553,7 @@ pub fn has(view: &CheckoutView<'_>, name: &str) -> bool {
 pub const EXT_FULFILLMENT: &str = FULFILLMENT;
 pub const EXT_DISCOUNT: &str = DISCOUNT;
 pub const EXT_CART: &str = CART;
+pub const EXT_AP2: &str = AP2_MANDATE;
 
 // ---- Totals ----
 
@@ -601,10 +603,82 @@ pub fn rfc3339(t: time::OffsetDateTime) -> Option<String> {
 /// completion pipeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompletionRequest {
-    /// The instrument and its processor token.
+    /// The instrument and its processor token (no token when the
+    /// credential carried an AP2 v0.2 payment mandate instead).
     pub payment: Option<PaymentSelection>,
-    /// The AP2 mandate chain (intent, cart, payment), when sent.
-    pub mandates: Option<crate::gateway::MandateChain>,
+    /// The AP2 mandates, when sent.
+    pub mandates: Option<Mandates>,
+}
+
+/// The `ap2` object of a complete request, in both versions.
+///
+/// AP2 v0.2 (the UCP extension, `ap2_mandate.json`): `checkout_mandate`,
+/// with the payment mandate in the selected instrument's
+/// `credential.token`, which is then not a processor token. AP2 v0.1 (this
+/// gateway's chain, `docs/mandates.md`): `intent_mandate`, `cart_mandate`
+/// and `payment_mandate`, all three. One generation per request: a mix is
+/// refused rather than half-read, so a platform never believes something
+/// was checked that was not.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Ap2Request {
+    pub checkout_mandate: Option<String>,
+    pub intent_mandate: Option<String>,
+    pub cart_mandate: Option<String>,
+    pub payment_mandate: Option<String>,
+}
+
+/// The longest compact JWS accepted as a v0.1 mandate.
+const MAX_MANDATE_LEN: usize = 16 * 1024;
+
+impl Ap2Request {
+    /// The mandates this object carries, if any. For v0.2 the payment
+    /// mandate is taken out of `payment`'s token.
+    pub fn mandates(&self, payment: &mut Option<PaymentSelection>) -> Result<Option<Mandates>> {
+        let v01 = [&self.intent_mandate, &self.cart_mandate, &self.payment_mandate];
+        if let Some(checkout) = &self.checkout_mandate {
+            if v01.iter().any(|m| m.is_some()) {
+                return Err(Error::invalid(
+                    "ap2: send either checkout_mandate (AP2 v0.2) or the intent, cart and \
+                     payment mandates (AP2 v0.1), not both",
+                ));
+            }
+            let token = payment.as_mut().and_then(|p| p.token.take());
+            let Some(payment_mandate) = token else {
+                return Err(Error::new(
+                    ErrorCode::MandateRequired,
+                    "ap2.checkout_mandate needs its payment mandate as the selected \
+                     instrument's credential.token",
+                ));
+            };
+            if checkout.is_empty() || checkout.len() > sdjwt::MAX_PRESENTATION_BYTES {
+                return Err(Error::invalid(format!(
+                    "ap2.checkout_mandate must be 1 to {} bytes",
+                    sdjwt::MAX_PRESENTATION_BYTES
+                )));
+            }
+            return Ok(Some(Mandates::V02(MandatesV02 {
+                checkout: checkout.clone(),
+                payment: payment_mandate,
+            })));
+        }
+        if v01.iter().all(|m| m.is_none()) {
+            return Ok(None);
+        }
+        let part = |name: &str, v: &Option<String>| match v {
+            Some(s) if !s.is_empty() && s.len() <= MAX_MANDATE_LEN => Ok(s.clone()),
+            Some(_) => {
+                Err(Error::invalid(format!("ap2.{name} must be 1 to {MAX_MANDATE_LEN} bytes")))
+            }
+            None => Err(Error::invalid(format!(
+                "ap2.{name} is missing: a chain has all three mandates"
+            ))),
+        };
+        Ok(Some(Mandates::V01(MandateChain {
+            intent: part("intent_mandate", &self.intent_mandate)?,
+            cart: part("cart_mandate", &self.cart_mandate)?,
+            payment: part("payment_mandate", &self.payment_mandate)?,
+        })))
+    }
 }
 
 // ---- Requests shared by both versions ----
@@ -854,12 +928,17 @@ pub struct InstrumentRequest {
     pub selected: Option<bool>,
 }
 
+/// The longest credential token accepted: an AP2 v0.2 payment mandate
+/// travels there (ap2-mandates, "Mandate Structure"), and it is an SD-JWT
+/// chain, not a short processor token.
+const MAX_CREDENTIAL_TOKEN: usize = sdjwt::MAX_PRESENTATION_BYTES;
+
 impl InstrumentRequest {
     pub fn to_selection(&self, at: &str) -> Result<PaymentSelection> {
         let token = match self.credential.as_ref().and_then(|c| c.token.as_ref()) {
-            Some(t) if t.is_empty() || t.len() > 4096 => {
+            Some(t) if t.is_empty() || t.len() > MAX_CREDENTIAL_TOKEN => {
                 return Err(Error::invalid(format!(
-                    "{at}.credential.token must be 1 to 4096 bytes"
+                    "{at}.credential.token must be 1 to {MAX_CREDENTIAL_TOKEN} bytes"
                 )))
             }
             t => t.cloned(),
@@ -895,6 +974,16 @@ pub fn selected_instrument(
         Some(i) => Ok(Some(i.to_selection(&format!("payment.instruments[{index}]"))?)),
         None => Ok(None),
     }
+}
+
+/// A checkout as JSON in the shape of `version`, without `ap2`: what the
+/// merchant's AP2 authorization signs.
+pub fn checkout_json(view: &CheckoutView<'_>, version: WireVersion) -> Result<Value> {
+    match version {
+        WireVersion::V2026_04_08 => serde_json::to_value(v2026_04_08::Checkout::from(view)),
+        WireVersion::V2026_01_11 => serde_json::to_value(v2026_01_11::Checkout::from(view)),
+    }
+    .map_err(Error::internal)
 }
 
 /// A response body as bytes. Serialising these types cannot fail (no maps

@@ -18,8 +18,9 @@
 //! 5. There is no `error_response` schema; errors use the 2026-04-08 shape
 //!    with this version's number.
 //! 6. `complete` takes `{payment_data: <instrument>, risk_signals?}`
-//!    instead of a checkout body with `payment.instruments` (and so carries
-//!    no AP2 mandates).
+//!    instead of a checkout body with `payment.instruments`; with the AP2
+//!    extension it adds `ap2.checkout_mandate`, and the payment mandate is
+//!    `payment_data.credential.token`.
 //! 7. Buyers and addresses name people with `full_name`; requests may use
 //!    it (split at the last space) and responses send addresses with it.
 //! 8. `payment.selected_instrument_id` picks the instrument in requests.
@@ -41,9 +42,10 @@ use serde_json::{json, Value};
 use super::v2026_04_08::CheckoutRequest as CheckoutRequest0408;
 use super::{
     completed_order, discounts, fulfillment, has, order_permalink, rfc3339, selected_instrument,
-    totals, ucp_meta, BuyerRequest, CompletionRequest, DiscountSign, Discounts, DiscountsRequest,
-    Fulfillment, FulfillmentRequest, InstrumentRequest, LineItemRequest, Link, OrderConfirmation,
-    Total, WireBuyer, WireLineItem, WireMessage, WireVersion, EXT_DISCOUNT, EXT_FULFILLMENT,
+    totals, ucp_meta, Ap2Request, BuyerRequest, CompletionRequest, DiscountSign, Discounts,
+    DiscountsRequest, Fulfillment, FulfillmentRequest, InstrumentRequest, LineItemRequest, Link,
+    OrderConfirmation, Total, WireBuyer, WireLineItem, WireMessage, WireVersion, EXT_AP2,
+    EXT_DISCOUNT, EXT_FULFILLMENT,
 };
 use crate::domain::{Error, Result};
 use crate::gateway::{CheckoutInput, CheckoutView};
@@ -77,6 +79,10 @@ pub struct Checkout {
     pub fulfillment: Option<Fulfillment>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub discounts: Option<Discounts>,
+    /// The merchant (AP2 `types/checkout.json`), only with the AP2
+    /// extension.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merchant: Option<crate::ap2::v02::Merchant>,
 }
 
 /// `shopping/payment.json` of 2026-01-11: the handlers on offer.
@@ -127,6 +133,7 @@ impl From<&CheckoutView<'_>> for Checkout {
             }),
             fulfillment: if has(view, EXT_FULFILLMENT) { fulfillment(view, V) } else { None },
             discounts: has(view, EXT_DISCOUNT).then(|| discounts(view)),
+            merchant: has(view, EXT_AP2).then(|| view.ap2_merchant.clone()),
         }
     }
 }
@@ -184,20 +191,28 @@ impl CheckoutRequest {
 }
 
 /// The 2026-01-11 complete body (`payment_data.json` plus risk signals).
+/// With the AP2 extension it also carries `ap2` (`ap2_mandate.json`
+/// `complete_request_with_ap2`), and the payment mandate travels as
+/// `payment_data.credential.token`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct CompleteRequest {
     pub payment_data: Option<InstrumentRequest>,
+    pub ap2: Option<Ap2Request>,
 }
 
 impl TryFrom<&CompleteRequest> for CompletionRequest {
     type Error = Error;
 
     fn try_from(r: &CompleteRequest) -> Result<Self> {
-        let payment = match &r.payment_data {
+        let mut payment = match &r.payment_data {
             Some(i) => Some(i.to_selection("payment_data")?),
             None => None,
         };
-        Ok(CompletionRequest { payment, mandates: None })
+        let mandates = match &r.ap2 {
+            Some(a) => a.mandates(&mut payment)?,
+            None => None,
+        };
+        Ok(CompletionRequest { payment, mandates })
     }
 }
 

@@ -7,10 +7,10 @@ use serde_json::Value;
 
 use super::{
     completed_order, discounts, fulfillment, has, items, order_permalink, rfc3339,
-    selected_instrument, totals, ucp_meta, BuyerRequest, CompletionRequest, DiscountSign,
-    Discounts, DiscountsRequest, Fulfillment, FulfillmentRequest, InstrumentRequest, Item,
-    LineItemRequest, Link, OrderConfirmation, Total, WireBuyer, WireLineItem, WireMessage,
-    WireVersion, EXT_CART, EXT_DISCOUNT, EXT_FULFILLMENT,
+    selected_instrument, totals, ucp_meta, Ap2Request, BuyerRequest, CompletionRequest,
+    DiscountSign, Discounts, DiscountsRequest, Fulfillment, FulfillmentRequest, InstrumentRequest,
+    Item, LineItemRequest, Link, OrderConfirmation, Total, WireBuyer, WireLineItem, WireMessage,
+    WireVersion, EXT_AP2, EXT_CART, EXT_DISCOUNT, EXT_FULFILLMENT,
 };
 use crate::domain::checkout::Buyer;
 use crate::domain::{
@@ -51,6 +51,10 @@ pub struct Checkout {
     pub fulfillment: Option<Fulfillment>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub discounts: Option<Discounts>,
+    /// The merchant (AP2 `types/checkout.json`), only with the AP2
+    /// extension.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merchant: Option<crate::ap2::v02::Merchant>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cart_id: Option<String>,
 }
@@ -110,6 +114,7 @@ impl From<&CheckoutView<'_>> for Checkout {
             }),
             fulfillment: if has(view, EXT_FULFILLMENT) { fulfillment(view, V) } else { None },
             discounts: has(view, EXT_DISCOUNT).then(|| discounts(view)),
+            merchant: has(view, EXT_AP2).then(|| view.ap2_merchant.clone()),
             // Set only when the cart capability was active at creation.
             cart_id: s.cart_id.as_ref().map(|c| c.to_string()),
         }
@@ -188,65 +193,25 @@ impl CheckoutRequest {
 }
 
 /// A complete body: `checkout.json` for `complete` requires `payment`.
-///
-/// Mandates: the UCP AP2 extension carries an AP2 v0.2 `checkout_mandate`
-/// (SD-JWT); this gateway verifies the v0.1 chain of three compact JWS
-/// (`docs/mandates.md`), sent as `ap2.intent_mandate`, `ap2.cart_mandate`
-/// and `ap2.payment_mandate`. A v0.2 mandate is refused by name rather
-/// than ignored, so a platform never believes it was checked.
+/// Mandates: see [`Ap2Request`].
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct CompleteRequest {
     pub payment: Option<PaymentRequest>,
     pub ap2: Option<Ap2Request>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Ap2Request {
-    pub checkout_mandate: Option<String>,
-    pub intent_mandate: Option<String>,
-    pub cart_mandate: Option<String>,
-    pub payment_mandate: Option<String>,
-}
-
-/// The longest compact JWS accepted as a mandate.
-const MAX_MANDATE_LEN: usize = 16 * 1024;
-
-impl TryFrom<&Ap2Request> for crate::gateway::MandateChain {
-    type Error = Error;
-
-    fn try_from(a: &Ap2Request) -> Result<Self> {
-        if a.checkout_mandate.is_some() {
-            return Err(Error::invalid(
-                "ap2.checkout_mandate (AP2 v0.2) is not accepted; send the v0.1 chain as \
-                 ap2.intent_mandate, ap2.cart_mandate and ap2.payment_mandate",
-            ));
-        }
-        let part = |name: &str, v: &Option<String>| match v {
-            Some(s) if !s.is_empty() && s.len() <= MAX_MANDATE_LEN => Ok(s.clone()),
-            Some(_) => {
-                Err(Error::invalid(format!("ap2.{name} must be 1 to {MAX_MANDATE_LEN} bytes")))
-            }
-            None => Err(Error::invalid(format!(
-                "ap2.{name} is missing: a chain has all three mandates"
-            ))),
-        };
-        Ok(Self {
-            intent: part("intent_mandate", &a.intent_mandate)?,
-            cart: part("cart_mandate", &a.cart_mandate)?,
-            payment: part("payment_mandate", &a.payment_mandate)?,
-        })
-    }
-}
-
 impl TryFrom<&CompleteRequest> for CompletionRequest {
     type Error = Error;
 
     fn try_from(r: &CompleteRequest) -> Result<Self> {
-        let payment = match &r.payment {
+        let mut payment = match &r.payment {
             Some(p) => selected_instrument(&p.instruments, None)?,
             None => None,
         };
-        let mandates = r.ap2.as_ref().map(crate::gateway::MandateChain::try_from).transpose()?;
+        let mandates = match &r.ap2 {
+            Some(a) => a.mandates(&mut payment)?,
+            None => None,
+        };
         Ok(CompletionRequest { payment, mandates })
     }
 }
