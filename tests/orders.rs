@@ -653,6 +653,11 @@ async fn stripe_events_move_orders_once_and_forged_ones_nothing() {
     let after = w.app.store.get_order(&order_id).await.unwrap().unwrap();
     assert_eq!(after.value.status(), OrderStatus::Refunded);
     let events_after = w.app.store.order_events(&order_id).await.unwrap();
+    assert_eq!(
+        agentgate::domain::Order::refunded_in(&events_after),
+        paid,
+        "the part and the rest, not the part and the whole"
+    );
 
     // A redelivery is a duplicate, and nothing changes.
     let (status, body) = w.signed(&refunded).await;
@@ -735,4 +740,41 @@ async fn a_charge_without_an_order_is_refunded_once() {
         "currency": "usd", "metadata": foreign}),
     );
     assert_eq!(w.signed(&unknown).await.1["effect"], "unchanged", "not a checkout of this gateway");
+}
+
+#[tokio::test]
+async fn an_operator_refund_after_a_partial_one_gives_back_the_rest() {
+    let w = world_default().await;
+    w.receiver_answers(200).await;
+    let order_id = w.place(2).await;
+    let order = w.app.store.get_order(&order_id).await.unwrap().unwrap().value;
+    let meta =
+        json!({"order_id": order_id.to_string(), "checkout_id": order.checkout_id.to_string()});
+    let paid = order.payment.amount.minor();
+    let partial = event(
+        "evt_partial",
+        "charge.refunded",
+        json!({
+        "id": "ch_1", "object": "charge", "payment_intent": order.payment.reference,
+        "amount": paid, "amount_refunded": 700, "refunded": false, "currency": "usd", "metadata": meta}),
+    );
+    assert_eq!(w.signed(&partial).await.1["effect"], "applied");
+    let view = w.app.gateway.refund_order(&ops(), &order_id, "returned").await.unwrap();
+    assert_eq!(view.order.status(), OrderStatus::Refunded);
+    let refunded: Vec<_> = w
+        .app
+        .payments
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            agentgate::adapters::payments::sandbox::SandboxCall::Refund {
+                amount,
+                replayed: false,
+                ..
+            } => Some(amount),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refunded, vec![usd(paid - 700)], "only what was not given back");
+    assert_eq!(agentgate::domain::Order::refunded_in(&view.events), paid);
 }

@@ -382,10 +382,13 @@ impl Order {
         Ok(vec![event])
     }
 
-    /// Records a refund of `amount` under the processor's `reference`. The
-    /// whole paid amount moves the order to `to` (`refunded`, or
-    /// `canceled` for an order not shipped yet); less records the refund
-    /// alone.
+    /// Records a refund of `amount` under the processor's `reference` and,
+    /// when `settle` names a status (`refunded`, or `canceled` for an
+    /// order not shipped yet), moves the order there. The caller says
+    /// whether the payment is now refunded in full, because earlier partial
+    /// refunds live in the trail, not on the order. A zero amount with a
+    /// status only moves the order (the money went back earlier). An
+    /// illegal move changes nothing.
     // The audit fields (actor, reason, trace id, time) are the four every
     // transition takes; bundling them for this one method would make it
     // the odd one out.
@@ -394,35 +397,49 @@ impl Order {
         &mut self,
         amount: Money,
         reference: &str,
-        to: OrderStatus,
+        settle: Option<OrderStatus>,
         actor: &str,
         reason: &str,
         trace_id: &str,
         now: OffsetDateTime,
     ) -> Result<Vec<OrderEvent>> {
-        if amount.currency() != self.payment.amount.currency() || amount.minor() <= 0 {
+        if amount.currency() != self.payment.amount.currency()
+            || amount.minor() < 0
+            || (amount.minor() == 0 && settle.is_none())
+        {
             return Err(Error::invalid("a refund is a positive amount in the order's currency"));
         }
-        let refunded = OrderEvent {
-            order_id: self.id.clone(),
-            at: now,
-            kind: OrderEventKind::Refund { amount, reference: reference.to_owned() },
-            actor: actor.to_owned(),
-            reason: reason.to_owned(),
-            trace_id: trace_id.to_owned(),
+        // The move first: it is checked before anything changes.
+        let moved = match settle {
+            Some(to) => Some(self.transition(to, actor, reason, trace_id, now)?),
+            None => None,
         };
+        self.updated_at = now;
         let mut events = Vec::new();
-        if amount.minor() >= self.payment.amount.minor() {
-            // Checked before anything is recorded, so an illegal move
-            // leaves the order as it was.
-            let moved = self.transition(to, actor, reason, trace_id, now)?;
-            events.push(refunded);
-            events.push(moved);
-        } else {
-            self.updated_at = now;
-            events.push(refunded);
+        if amount.minor() > 0 {
+            events.push(OrderEvent {
+                order_id: self.id.clone(),
+                at: now,
+                kind: OrderEventKind::Refund { amount, reference: reference.to_owned() },
+                actor: actor.to_owned(),
+                reason: reason.to_owned(),
+                trace_id: trace_id.to_owned(),
+            });
         }
+        events.extend(moved);
         Ok(events)
+    }
+
+    /// What the refunds recorded in `trail` (this order's events) add up
+    /// to, in minor units.
+    pub fn refunded_in(trail: &[OrderEvent]) -> i64 {
+        trail
+            .iter()
+            .filter_map(|e| match &e.kind {
+                OrderEventKind::Refund { amount, .. } => Some(amount.minor()),
+                _ => None,
+            })
+            .fold(0i64, i64::saturating_add)
     }
 
     /// The event that records the creation of this order.
@@ -658,22 +675,29 @@ mod tests {
         let now = OffsetDateTime::UNIX_EPOCH;
         let usd = |m| Money::new(m, crate::domain::Currency::usd());
         let mut o = order(&[3]);
-        let part = o.refund(usd(100), "re_1", Refunded, "ops", "goodwill", "t", now).unwrap();
+        let part = o.refund(usd(100), "re_1", None, "ops", "goodwill", "t", now).unwrap();
         assert_eq!((o.status(), part.len()), (Paid, 1));
-        let full = o.refund(usd(300), "re_2", Refunded, "ops", "returned", "t", now).unwrap();
-        assert_eq!((o.status(), full.len()), (Refunded, 2));
-        assert!(
-            o.refund(usd(300), "re_3", Refunded, "ops", "again", "t", now).is_err(),
-            "refunded is final"
-        );
+        let rest = o.refund(usd(200), "re_2", Some(Refunded), "ops", "returned", "t", now).unwrap();
+        assert_eq!((o.status(), rest.len()), (Refunded, 2));
+        assert_eq!(Order::refunded_in(&[part, rest].concat()), 300);
+        let again = o.refund(usd(1), "re_3", Some(Refunded), "ops", "again", "t", now);
+        assert!(again.is_err(), "refunded is final");
+        // The money went back earlier: a zero refund only moves the order.
+        let mut o = order(&[1]);
+        let moved = o.refund(usd(0), "", Some(Refunded), "ops", "x", "t", now).unwrap();
+        assert_eq!((o.status(), moved.len()), (Refunded, 1));
         let mut shipped = order(&[1]);
         shipped.add_fulfillment(shipment("f", &[]), "ops", "t", now).unwrap();
         let before = shipped.clone();
-        assert!(
-            shipped.refund(usd(100), "re", Canceled, "ops", "x", "t", now).is_err(),
-            "a shipped order is not canceled"
-        );
+        let canceled = shipped.refund(usd(100), "re", Some(Canceled), "ops", "x", "t", now);
+        assert!(canceled.is_err(), "a shipped order is not canceled");
         assert_eq!(shipped, before);
-        assert!(order(&[1]).refund(usd(0), "re", Refunded, "ops", "x", "t", now).is_err());
+        let bad = [usd(0), usd(-1), Money::new(5, crate::domain::Currency::parse("EUR").unwrap())];
+        for amount in bad {
+            assert!(
+                order(&[1]).refund(amount, "re", None, "ops", "x", "t", now).is_err(),
+                "{amount:?}"
+            );
+        }
     }
 }

@@ -120,6 +120,23 @@ impl ShipmentInput {
     }
 }
 
+/// A refund to record: `amount` under the processor's `reference`, or,
+/// with `total_refunded`, whatever the processor's running total adds to
+/// the trail; `settle` names the status it completes.
+pub(super) struct RefundRecord<'a> {
+    pub amount: Money,
+    pub total_refunded: Option<Money>,
+    pub reference: &'a str,
+    pub settle: Option<OrderStatus>,
+}
+
+impl<'a> RefundRecord<'a> {
+    /// The refund that completes the payment's: the order moves to `to`.
+    pub fn settling(amount: Money, reference: &'a str, to: OrderStatus) -> Self {
+        Self { amount, total_refunded: None, reference, settle: Some(to) }
+    }
+}
+
 /// The fee entry the checkout commit wrote for `order` (`fee_<order id>`),
 /// rebuilt from the order, which keeps the gross and the fee.
 fn fee_entry_of(order: &Order) -> LedgerEntry {
@@ -160,7 +177,7 @@ impl Gateway {
         id: &OrderId,
         input: ShipmentInput,
     ) -> Result<OrderView> {
-        self.change_order(id, by, |order, now| {
+        self.change_order(id, by, |order, _, now| {
             let shipment = input.fulfillment(order, now)?;
             order.add_fulfillment(shipment, &by.name, &by.trace_id, now)
         })
@@ -169,7 +186,7 @@ impl Gateway {
 
     /// The buyer has received everything: `fulfilled` becomes `delivered`.
     pub async fn mark_delivered(&self, by: &OrderActor, id: &OrderId) -> Result<OrderView> {
-        self.change_order(id, by, |order, now| {
+        self.change_order(id, by, |order, _, now| {
             order.mark_delivered(&by.name, "delivered to the buyer", &by.trace_id, now)
         })
         .await
@@ -221,21 +238,31 @@ impl Gateway {
                 format!("a {} order cannot be {}", order.status().as_str(), to.as_str()),
             ));
         }
+        // What the processor has not given back yet (partial refunds it
+        // reported are in the trail).
+        let trail = self.store.order_events(id).await?;
+        let paid = order.payment.amount;
+        let remaining = Money::new(paid.minor() - Order::refunded_in(&trail), paid.currency());
         // The money first, under keys derived from the order: a retry after
         // a crash anywhere below repeats these calls harmlessly.
-        let amount = order.payment.amount;
-        let reference = self
-            .payments
-            .refund(&RefundRequest {
-                idempotency_key: format!("{}:refund", order.id),
-                charge_reference: order.payment.reference.clone(),
-                amount,
-                reason: reason.to_owned(),
-            })
-            .await?;
+        let reference = if remaining.minor() > 0 {
+            self.payments
+                .refund(&RefundRequest {
+                    idempotency_key: format!("{}:refund", order.id),
+                    charge_reference: order.payment.reference.clone(),
+                    amount: remaining,
+                    reason: reason.to_owned(),
+                })
+                .await?
+        } else {
+            String::new()
+        };
         self.reverse_fee(&order).await?;
-        let view = self.record_refund(by, id, amount, &reference, to, reason).await?;
-        if to == OrderStatus::Canceled {
+        let settled = Money::new(remaining.minor().max(0), paid.currency());
+        let view = self
+            .record_refund(by, id, RefundRecord::settling(settled, &reference, to), reason)
+            .await?;
+        if to == OrderStatus::Canceled && view.order.status() == OrderStatus::Canceled {
             self.restock(&view.order).await;
         }
         tracing::info!(order = %id, refund = %reference, status = to.as_str(), actor = %by.name, "order refunded");
@@ -252,22 +279,39 @@ impl Gateway {
         }
     }
 
-    /// Records a refund the processor made: the whole amount moves the
-    /// order to `to` (unless it is there already), less is recorded alone.
+    /// Records a refund the processor made, and the status it settles, if
+    /// any. An order already refunded or canceled records nothing more;
+    /// a partial refund is recorded only if the trail, read under the
+    /// order's compare-and-set, has not recorded that much already.
     pub(super) async fn record_refund(
         &self,
         by: &OrderActor,
         id: &OrderId,
-        amount: Money,
-        reference: &str,
-        to: OrderStatus,
+        refund: RefundRecord<'_>,
         reason: &str,
     ) -> Result<OrderView> {
-        self.change_order(id, by, |order, now| {
+        self.change_order(id, by, |order, trail, now| {
             if matches!(order.status(), OrderStatus::Refunded | OrderStatus::Canceled) {
                 return Ok(Vec::new());
             }
-            order.refund(amount, reference, to, &by.name, reason, &by.trace_id, now)
+            let amount = match refund.total_refunded {
+                // The processor's running total: what is new since the trail.
+                Some(total) => total.minor() - Order::refunded_in(trail),
+                None => refund.amount.minor(),
+            };
+            let amount = Money::new(amount.max(0), refund.amount.currency());
+            if amount.minor() == 0 && refund.settle.is_none() {
+                return Ok(Vec::new());
+            }
+            order.refund(
+                amount,
+                refund.reference,
+                refund.settle,
+                &by.name,
+                reason,
+                &by.trace_id,
+                now,
+            )
         })
         .await
     }
@@ -304,16 +348,18 @@ impl Gateway {
         change: F,
     ) -> Result<OrderView>
     where
-        F: Fn(&mut Order, time::OffsetDateTime) -> Result<Vec<OrderEvent>>,
+        F: Fn(&mut Order, &[OrderEvent], time::OffsetDateTime) -> Result<Vec<OrderEvent>>,
     {
         for _ in 0..CAS_ATTEMPTS {
             let Versioned { value: mut order, version } = self.load_order(id).await?;
-            let now = self.now();
-            let events = change(&mut order, now)?;
-            if events.is_empty() {
-                return self.order_view(order).await;
-            }
+            // Read after the order: an event appended since bumped the
+            // version, so the compare-and-set below would fail and retry.
             let mut trail = self.store.order_events(id).await?;
+            let now = self.now();
+            let events = change(&mut order, &trail, now)?;
+            if events.is_empty() {
+                return Ok(OrderView { order, events: trail });
+            }
             trail.extend(events.iter().cloned());
             let outbox: Vec<_> = self.webhook_message(&order, &trail, now)?.into_iter().collect();
             match self.store.update_order(&order, version, &events, &outbox).await {

@@ -7,10 +7,9 @@
 //! is safe to run twice: a processor redelivers events, and an event that
 //! describes what already happened changes nothing.
 
+use super::orders::RefundRecord;
 use super::{Gateway, OrderActor};
-use crate::domain::{
-    CheckoutId, CheckoutStatus, Error, Money, OrderEventKind, OrderId, OrderStatus, Result,
-};
+use crate::domain::{CheckoutId, CheckoutStatus, Error, Money, OrderId, OrderStatus, Result};
 use crate::ports::RefundRequest;
 
 impl Gateway {
@@ -185,48 +184,24 @@ impl Gateway {
             ));
         };
         let by = OrderActor::new("processor", event.event_id.clone());
-        if total.minor() >= order.payment.amount.minor() {
+        let paid = order.payment.amount;
+        let full = total.minor() >= paid.minor();
+        if full {
             self.reverse_fee(&order).await?;
-            let reason = "refunded at the payment processor";
-            self.record_refund(
-                &by,
-                order_id,
-                order.payment.amount,
-                &event.reference,
-                OrderStatus::Refunded,
-                reason,
-            )
-            .await?;
-            return Ok(EventEffect::Applied);
         }
-        // A partial refund: record what is new since the last one.
-        let recorded: i64 = self
-            .store
-            .order_events(order_id)
-            .await?
-            .iter()
-            .filter_map(|e| match &e.kind {
-                OrderEventKind::Refund { amount, .. } => Some(amount.minor()),
-                _ => None,
-            })
-            .sum();
-        let new = total.minor() - recorded;
-        if new <= 0 {
-            return Ok(EventEffect::Unchanged);
-        }
-        let part = Money::new(new, total.currency());
-        self.change_order(order_id, &by, |o, now| {
-            o.refund(
-                part,
-                &event.reference,
-                OrderStatus::Refunded,
-                &by.name,
-                "partly refunded at the payment processor",
-                &by.trace_id,
-                now,
-            )
-        })
-        .await?;
-        Ok(EventEffect::Applied)
+        let record = RefundRecord {
+            amount: Money::zero(paid.currency()),
+            total_refunded: Some(total),
+            reference: &event.reference,
+            settle: full.then_some(OrderStatus::Refunded),
+        };
+        let reason = if full {
+            "refunded at the payment processor"
+        } else {
+            "partly refunded at the payment processor"
+        };
+        let before = self.store.order_events(order_id).await?.len();
+        let view = self.record_refund(&by, order_id, record, reason).await?;
+        Ok(if view.events.len() > before { EventEffect::Applied } else { EventEffect::Unchanged })
     }
 }
