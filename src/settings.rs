@@ -42,6 +42,173 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which payment processor takes the money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PaymentsKind {
+    /// Deterministic test tokens; no money moves (`adapters::payments::sandbox`).
+    Sandbox,
+    /// Stripe PaymentIntents (`adapters::payments::stripe`).
+    Stripe,
+}
+
+/// How confirmation notifications leave the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifySender {
+    /// Written to the log, for development and for merchants who mail
+    /// from their own systems.
+    Log,
+    /// Posted to a transactional email API (Resend-style JSON).
+    Http,
+}
+
+/// Confirmation notifications (`[notify]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    pub sender: NotifySender,
+    /// The email API endpoint that takes `{from, to, subject, text}`;
+    /// required with `sender = "http"`.
+    pub url: Option<String>,
+    /// The email API key, sent as a bearer token
+    /// (`AGENTGATE_NOTIFY__API_KEY`); required with `sender = "http"`.
+    #[serde(skip_serializing)]
+    pub api_key: Option<SecretString>,
+    /// The sender address of confirmations.
+    pub from: String,
+    /// Where buyers reach the merchant, printed in every confirmation.
+    pub support_email: String,
+    pub support_url: Option<String>,
+    pub timeout_secs: u64,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            sender: NotifySender::Log,
+            url: None,
+            api_key: None,
+            from: "orders@localhost".into(),
+            support_email: "support@localhost".into(),
+            support_url: None,
+            timeout_secs: 10,
+        }
+    }
+}
+
+impl NotifyConfig {
+    fn validate(&self) -> Result<()> {
+        if self.sender == NotifySender::Http {
+            let ok =
+                self.url.as_deref().and_then(|u| url::Url::parse(u).ok()).is_some_and(|u| {
+                    matches!(u.scheme(), "http" | "https") && u.host_str().is_some()
+                });
+            if !ok {
+                return Err(bad("notify.url", "sender = \"http\" needs an http(s) URL"));
+            }
+            if self.api_key.is_none() {
+                return Err(bad("notify.api_key", "sender = \"http\" needs an API key"));
+            }
+        }
+        for (name, value) in
+            [("notify.from", &self.from), ("notify.support_email", &self.support_email)]
+        {
+            if !value.contains('@') || value.trim() != value {
+                return Err(bad(name, "must be an email address"));
+            }
+        }
+        if !(1..=120).contains(&self.timeout_secs) {
+            return Err(bad("notify.timeout_secs", "must be between 1 and 120"));
+        }
+        Ok(())
+    }
+}
+
+/// The delivery worker of the outbox (`[outbox]`): order webhooks and
+/// confirmation notifications.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// Deliveries tried before a message is dead-lettered.
+    pub max_attempts: u32,
+    /// The first retry waits this long; each next one twice as long.
+    pub backoff_base_ms: u64,
+    /// No retry waits longer than this.
+    pub backoff_max_secs: u64,
+    /// How often the worker looks for due messages.
+    pub poll_interval_ms: u64,
+    /// How long a claimed message belongs to its worker. A worker that
+    /// dies holding one gives it up when this runs out.
+    pub lease_secs: u64,
+    /// Messages claimed per look.
+    pub batch: u32,
+    /// Budget of one webhook POST.
+    pub webhook_timeout_secs: u64,
+    /// Milliseconds the worker waits after startup before its first look.
+    /// Zero in production; the crash test uses it to kill the process
+    /// between a commit and the delivery it caused.
+    pub start_delay_ms: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 10,
+            backoff_base_ms: 1000,
+            backoff_max_secs: 3600,
+            poll_interval_ms: 1000,
+            lease_secs: 60,
+            batch: 16,
+            webhook_timeout_secs: 10,
+            start_delay_ms: 0,
+        }
+    }
+}
+
+impl OutboxConfig {
+    fn validate(&self) -> Result<()> {
+        let checks: [(&str, u64, u64, u64); 7] = [
+            ("outbox.max_attempts", u64::from(self.max_attempts), 1, 100),
+            ("outbox.backoff_base_ms", self.backoff_base_ms, 1, 3_600_000),
+            ("outbox.backoff_max_secs", self.backoff_max_secs, 1, 7 * 24 * 3600),
+            ("outbox.poll_interval_ms", self.poll_interval_ms, 10, 600_000),
+            ("outbox.lease_secs", self.lease_secs, 1, 3600),
+            ("outbox.batch", u64::from(self.batch), 1, 1000),
+            ("outbox.webhook_timeout_secs", self.webhook_timeout_secs, 1, 120),
+        ];
+        for (name, value, lo, hi) in checks {
+            if !(lo..=hi).contains(&value) {
+                return Err(bad(name, format!("must be between {lo} and {hi}")));
+            }
+        }
+        // A lease shorter than one delivery would let a second worker take
+        // a message its first worker is still sending.
+        if self.lease_secs <= self.webhook_timeout_secs {
+            return Err(bad(
+                "outbox.lease_secs",
+                "must be longer than outbox.webhook_timeout_secs",
+            ));
+        }
+        if self.start_delay_ms > 600_000 {
+            return Err(bad("outbox.start_delay_ms", "must be at most 600000"));
+        }
+        Ok(())
+    }
+}
+
+/// Stripe, checked (see the `stripe_*` settings).
+#[derive(Debug, Clone)]
+pub struct StripeSettings {
+    pub api_base: url::Url,
+    pub secret_key: Option<SecretString>,
+    pub webhook_secret: Option<SecretString>,
+    pub api_version: Option<String>,
+    pub timeout: std::time::Duration,
+    pub max_retries: u32,
+    pub webhook_tolerance: std::time::Duration,
+}
+
 /// The settings as they arrive from files and the environment, before
 /// checking. Defaults live in [`RawSettings::default`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,6 +280,34 @@ pub struct RawSettings {
     /// Policy links every checkout shows (`[[policy_links]]`). Empty means
     /// terms, privacy and refund pages under `public_base_url`.
     pub policy_links: Vec<PolicyLink>,
+    /// The payment processor: `sandbox` (default) or `stripe`.
+    pub payments: PaymentsKind,
+    /// Stripe's API base URL. The default is Stripe's; tests point it at a
+    /// local server.
+    pub stripe_api_base: String,
+    /// Stripe's secret API key (`AGENTGATE_STRIPE_SECRET_KEY`), required
+    /// with `payments = "stripe"`.
+    #[serde(skip_serializing)]
+    pub stripe_secret_key: Option<SecretString>,
+    /// The signing secret of the Stripe webhook endpoint
+    /// (`AGENTGATE_STRIPE_WEBHOOK_SECRET`, `whsec_…`). Without it
+    /// `POST /webhooks/stripe` refuses every event.
+    #[serde(skip_serializing)]
+    pub stripe_webhook_secret: Option<SecretString>,
+    /// Pins the Stripe API version (`Stripe-Version`); unset, the
+    /// account's default applies.
+    pub stripe_api_version: Option<String>,
+    /// Seconds one Stripe call may take, connecting included.
+    pub stripe_timeout_secs: u64,
+    /// Retries of a Stripe call after a rate limit, a server error or a
+    /// network failure, with exponential backoff and jitter.
+    pub stripe_max_retries: u32,
+    /// How old a Stripe webhook's signed timestamp may be, in seconds.
+    pub stripe_webhook_tolerance_secs: u64,
+    /// The delivery worker of order webhooks and notifications (`[outbox]`).
+    pub outbox: OutboxConfig,
+    /// Confirmation notifications (`[notify]`).
+    pub notify: NotifyConfig,
 }
 
 /// Store policies shown to agents (the MCP policies resource and the
@@ -174,6 +369,16 @@ impl Default for RawSettings {
             shipping: ShippingConfig::default(),
             discounts: DiscountConfig::default(),
             policy_links: Vec::new(),
+            payments: PaymentsKind::Sandbox,
+            stripe_api_base: "https://api.stripe.com".into(),
+            stripe_secret_key: None,
+            stripe_webhook_secret: None,
+            stripe_api_version: None,
+            stripe_timeout_secs: 20,
+            stripe_max_retries: 3,
+            stripe_webhook_tolerance_secs: 300,
+            outbox: OutboxConfig::default(),
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -215,6 +420,10 @@ pub struct Settings {
     pub discounts: DiscountConfig,
     /// The policy links of every checkout, defaults filled in.
     pub policy_links: Vec<PolicyLink>,
+    pub payments: PaymentsKind,
+    pub stripe: StripeSettings,
+    pub outbox: OutboxConfig,
+    pub notify: NotifyConfig,
 }
 
 /// Values given on the command line; they win over every other layer.
@@ -236,12 +445,45 @@ fn setting_names() -> Vec<String> {
         _ => Vec::new(),
     };
     // Secrets are never serialised, so they are named here.
-    names.push("signing_key".to_owned());
+    for secret in ["signing_key", "stripe_secret_key", "stripe_webhook_secret"] {
+        names.push(secret.to_owned());
+    }
     names
 }
 
 fn bad(setting: &str, why: impl std::fmt::Display) -> Error {
     Error::invalid(format!("setting `{setting}`: {why}"))
+}
+
+fn stripe_settings(raw: &RawSettings) -> Result<StripeSettings> {
+    let api_base = url::Url::parse(&raw.stripe_api_base)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+        .ok_or_else(|| bad("stripe_api_base", "must be an http(s) URL with a host"))?;
+    if raw.payments == PaymentsKind::Stripe && raw.stripe_secret_key.is_none() {
+        return Err(bad(
+            "stripe_secret_key",
+            "payments = \"stripe\" needs the secret key (AGENTGATE_STRIPE_SECRET_KEY)",
+        ));
+    }
+    if !(1..=120).contains(&raw.stripe_timeout_secs) {
+        return Err(bad("stripe_timeout_secs", "must be between 1 and 120"));
+    }
+    if raw.stripe_max_retries > 10 {
+        return Err(bad("stripe_max_retries", "must be at most 10"));
+    }
+    if !(1..=3600).contains(&raw.stripe_webhook_tolerance_secs) {
+        return Err(bad("stripe_webhook_tolerance_secs", "must be between 1 and 3600"));
+    }
+    Ok(StripeSettings {
+        api_base,
+        secret_key: raw.stripe_secret_key.clone(),
+        webhook_secret: raw.stripe_webhook_secret.clone(),
+        api_version: raw.stripe_api_version.clone(),
+        timeout: std::time::Duration::from_secs(raw.stripe_timeout_secs),
+        max_retries: raw.stripe_max_retries,
+        webhook_tolerance: std::time::Duration::from_secs(raw.stripe_webhook_tolerance_secs),
+    })
 }
 
 impl Settings {
@@ -276,6 +518,7 @@ impl Settings {
     }
 
     pub fn from_raw(raw: RawSettings) -> Result<Self> {
+        let stripe = stripe_settings(&raw)?;
         let listen: SocketAddr = raw.listen.parse().map_err(|e| {
             bad("listen", format!("{:?} is not an IP:port address ({e})", raw.listen))
         })?;
@@ -317,6 +560,8 @@ impl Settings {
         }
         raw.shipping.validate()?;
         raw.discounts.validate()?;
+        raw.outbox.validate()?;
+        raw.notify.validate()?;
         let policy_links = if raw.policy_links.is_empty() {
             // UCP requires `links` on every checkout (checkout.json); these
             // defaults keep a fresh install compliant until real pages exist.
@@ -371,6 +616,10 @@ impl Settings {
             shipping: raw.shipping,
             discounts: raw.discounts,
             policy_links,
+            payments: raw.payments,
+            stripe,
+            outbox: raw.outbox,
+            notify: raw.notify,
         })
     }
 
@@ -528,6 +777,28 @@ url = "https://shop.example/terms"
                 "policies",
             ),
             (
+                RawSettings { payments: PaymentsKind::Stripe, ..Default::default() },
+                "stripe_secret_key",
+            ),
+            (
+                RawSettings { stripe_api_base: "api.stripe.com".into(), ..Default::default() },
+                "stripe_api_base",
+            ),
+            (
+                RawSettings {
+                    outbox: OutboxConfig { lease_secs: 5, ..Default::default() },
+                    ..Default::default()
+                },
+                "outbox.lease_secs",
+            ),
+            (
+                RawSettings {
+                    notify: NotifyConfig { sender: NotifySender::Http, ..Default::default() },
+                    ..Default::default()
+                },
+                "notify.url",
+            ),
+            (
                 RawSettings {
                     shipping: {
                         let mut bad_id = ShippingConfig::default();
@@ -575,6 +846,32 @@ url = "https://shop.example/terms"
             let key = s.signing_key.as_ref().map(|k| k.expose_secret().to_owned());
             assert_eq!(key.as_deref(), Some("super-secret-value"));
             assert!(!format!("{s:?}").contains("super-secret-value"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn stripe_and_email_secrets_come_from_the_environment_and_do_not_print() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("AGENTGATE_PAYMENTS", "stripe");
+            jail.set_env("AGENTGATE_STRIPE_SECRET_KEY", "sk_test_secret_1");
+            jail.set_env("AGENTGATE_STRIPE_WEBHOOK_SECRET", "whsec_secret_2");
+            jail.set_env("AGENTGATE_NOTIFY__SENDER", "http");
+            jail.set_env("AGENTGATE_NOTIFY__URL", "https://mail.example/emails");
+            jail.set_env("AGENTGATE_NOTIFY__API_KEY", "re_secret_3");
+            let s = Settings::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(s.payments, PaymentsKind::Stripe);
+            let default_base = RawSettings::default().stripe_api_base;
+            assert_eq!(s.stripe.api_base.as_str().trim_end_matches('/'), default_base);
+            let key = s.stripe.secret_key.as_ref().map(|k| k.expose_secret().to_owned());
+            assert_eq!(key.as_deref(), Some("sk_test_secret_1"));
+            let hook = s.stripe.webhook_secret.as_ref().map(|k| k.expose_secret().to_owned());
+            assert_eq!(hook.as_deref(), Some("whsec_secret_2"));
+            assert_eq!(s.notify.sender, NotifySender::Http);
+            let shown = format!("{s:?}");
+            for secret in ["sk_test_secret_1", "whsec_secret_2", "re_secret_3"] {
+                assert!(!shown.contains(secret), "{secret} printed");
+            }
             Ok(())
         });
     }

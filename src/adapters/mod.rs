@@ -4,7 +4,9 @@
 
 pub mod catalog_import;
 pub mod keyfile;
+pub mod notify;
 pub mod payments;
 pub mod profile_fetcher;
 pub mod records;
 pub mod sqlite;
+pub mod webhooks;

@@ -7,7 +7,9 @@
 
 pub mod error;
 pub mod request_id;
+pub mod sandbox;
 pub mod ucp_rest;
+pub mod webhooks;
 pub mod well_known;
 
 use std::sync::Arc;
@@ -79,6 +81,8 @@ pub fn app(state: AppState) -> Router {
         .nest("/ucp/v1", ucp_rest::router())
         .nest_service("/mcp", mcp_gateway)
         .nest_service("/ucp/mcp", mcp_ucp)
+        .merge(sandbox::router())
+        .merge(webhooks::router())
         .fallback(error::not_found)
         .with_state(state);
     with_edge_layers(routes, max_body, timeout)

@@ -644,6 +644,7 @@ impl UcpServer {
                     Ok(view) => {
                         let wire = v2026_04_08::order(
                             &view.order,
+                            &view.events,
                             ucp.negotiated.ucp_response(Resource::Order),
                             &gw.settings().public_base_url,
                             version,
