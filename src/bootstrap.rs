@@ -7,14 +7,16 @@ use std::time::{Duration, Instant};
 
 use crate::adapters::catalog_import::{self, CatalogFormat};
 use crate::adapters::keyfile::{self, KeyMaterial, KeySource};
-use crate::adapters::payments::SandboxPayments;
+use crate::adapters::notify::{HttpEmailNotifier, LogNotifier};
+use crate::adapters::payments::{SandboxPayments, StripeOptions, StripePayments};
 use crate::adapters::profile_fetcher::HttpProfileFetcher;
 use crate::adapters::sqlite::{self, Db, SqliteCatalog, SqliteStore};
+use crate::adapters::webhooks::HttpWebhookSender;
 use crate::ap2::{KeyRing, PublicKeySet};
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, OutboxWorker};
 use crate::http::{self, AppState};
-use crate::ports::{Catalog, Clock, SearchQuery, Store, SystemClock};
-use crate::settings::{Settings, StoreKind};
+use crate::ports::{Catalog, Clock, Notifier, Payments, SearchQuery, Store, SystemClock};
+use crate::settings::{PaymentsKind, Settings, StoreKind};
 
 /// The demo catalog shipped in the binary, imported on a first start when
 /// no `catalog_file` is configured, so a fresh clone has something to sell.
@@ -30,8 +32,15 @@ pub struct App {
     /// The configured store: SQLite in the data dir, or DynamoDB.
     pub store: Arc<dyn Store>,
     pub catalog: Arc<SqliteCatalog>,
+    /// The sandbox processor. It is the one in use unless `payments =
+    /// "stripe"`; tests read its record of calls.
     pub payments: Arc<SandboxPayments>,
+    /// The processor the gateway charges through (`payments` setting).
+    pub processor: Arc<dyn Payments>,
     pub keys: Arc<KeyRing>,
+    /// Delivers order webhooks and confirmations; `serve` runs it as a
+    /// task, tests call `run_once`.
+    pub outbox: OutboxWorker,
 }
 
 fn key_source(settings: &Settings) -> Option<KeySource> {
@@ -105,6 +114,15 @@ pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
     };
     let keys = Arc::new(keyfile::load_or_generate(&settings.data_dir, key_source(&settings))?);
     let payments = Arc::new(SandboxPayments::new(settings.public_base_url.clone()));
+    let processor: Arc<dyn Payments> = match settings.payments {
+        PaymentsKind::Sandbox => payments.clone(),
+        PaymentsKind::Stripe => {
+            let options = StripeOptions::from_settings(&settings).ok_or_else(|| {
+                anyhow::anyhow!("payments = \"stripe\" needs AGENTGATE_STRIPE_SECRET_KEY")
+            })?;
+            Arc::new(StripePayments::new(options)?)
+        }
+    };
     let jwks = keys.jwks(clock.now());
     let settings_for_fetcher = settings.clone();
     let trusted_agent_keys = load_trusted_agent_keys(&settings)?;
@@ -114,14 +132,29 @@ pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
             Arc::clone(&keys),
             store.clone(),
             catalog.clone(),
-            payments.clone(),
+            processor.clone(),
             Arc::new(HttpProfileFetcher::from_settings(&settings_for_fetcher, Arc::clone(&clock))),
             clock,
         )
         .with_trusted_agent_keys(trusted_agent_keys),
     );
     let state = AppState::new(Arc::clone(&gateway), jwks);
-    Ok(App { state, gateway, store, catalog, payments, keys })
+    let outbox = outbox_worker(&gateway)?;
+    Ok(App { state, gateway, store, catalog, payments, processor, keys, outbox })
+}
+
+/// The outbox worker with the senders the settings name.
+fn outbox_worker(gateway: &Arc<Gateway>) -> anyhow::Result<OutboxWorker> {
+    let settings = gateway.settings();
+    let webhooks = Arc::new(HttpWebhookSender::new(
+        settings.allow_private_profile_hosts,
+        Duration::from_secs(settings.outbox.webhook_timeout_secs),
+    ));
+    let notifier: Arc<dyn Notifier> = match HttpEmailNotifier::from_config(&settings.notify)? {
+        Some(http) => Arc::new(http),
+        None => Arc::new(LogNotifier),
+    };
+    Ok(OutboxWorker::new(Arc::clone(gateway), webhooks, notifier))
 }
 
 /// Connects the DynamoDB store and seeds its stock from the catalog once.
@@ -168,6 +201,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let started = Instant::now();
     let listen = settings.listen;
     let app = build(settings).await?;
+    tracing::info!(processor = app.processor.name(), "payments");
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
@@ -178,7 +212,25 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         kid = app.keys.active_kid(),
         "agentgate listening"
     );
-    http::serve(listener, http::app(app.state), Duration::from_secs(10)).await?;
+    // The outbox worker runs beside the server and stops with it.
+    let (stop_worker, stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(app.outbox.clone().run(stopped));
+    let served = http::serve(listener, http::app(app.state), Duration::from_secs(10)).await;
+    let _ = stop_worker.send(true);
+    if tokio::time::timeout(Duration::from_secs(10), worker).await.is_err() {
+        tracing::warn!("the outbox worker did not stop in time; undelivered messages stay pending");
+    }
+    served?;
     tracing::info!("agentgate stopped");
+    Ok(())
+}
+
+/// Serves the MCP gateway tools on stdin/stdout until the client closes
+/// the stream. Nothing but protocol messages reaches stdout: logging is on
+/// stderr and nothing on this path prints.
+pub async fn stdio(settings: Settings) -> anyhow::Result<()> {
+    let app = build(settings).await?;
+    tracing::info!(kid = app.keys.active_kid(), "agentgate MCP server on stdio");
+    crate::mcp::transport::serve_stdio(app.state.mcp).await?;
     Ok(())
 }

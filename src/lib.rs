@@ -7,6 +7,7 @@ pub mod gateway;
 pub mod http;
 #[cfg(feature = "aws")]
 pub mod lambda;
+pub mod mcp;
 pub mod policy;
 pub mod ports;
 pub mod settings;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use agentgate::cli::{init_logging, Cli, Command};
+use agentgate::cli::{init_logging, init_logging_at, Cli, Command};
 use agentgate::settings::Settings;
 
 /// The command line, with one addition: Lambda's `provided` runtimes start
@@ -58,6 +58,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         #[cfg(feature = "aws")]
         Command::Dynamodb(cmd) => agentgate::cli::dynamodb::run(cli.config.as_deref(), cmd).await,
+        Command::Stdio(args) => {
+            let settings = Settings::load(cli.config.as_deref(), &args.overrides())?;
+            init_logging(settings.log_format);
+            agentgate::bootstrap::stdio(settings).await
+        }
+        Command::Demo(args) => {
+            init_logging_at(agentgate::settings::LogFormat::Human, "warn");
+            agentgate::cli::demo::run(args).await
+        }
         Command::Catalog(cmd) => agentgate::cli::catalog::run(cmd).await,
         Command::Keys(cmd) => agentgate::cli::keys::run(cmd),
         Command::Mandate(cmd) => agentgate::cli::mandate::run(cmd),

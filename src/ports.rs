@@ -72,6 +72,128 @@ pub struct CheckoutCommit {
     pub mandates: Vec<String>,
     /// The response to store under the request's idempotency key.
     pub idempotency: Option<(String, StoredResponse)>,
+    /// Deliveries the completion causes (the platform's order webhook, the
+    /// buyer's confirmation), written with it so a crash loses none.
+    pub outbox: Vec<OutboxMessage>,
+}
+
+/// What an outbox message asks the delivery worker to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutboxKind {
+    /// POST the payload, signed, to a platform's order webhook URL.
+    OrderWebhook,
+    /// Send the payload (a confirmation) to a buyer's email address.
+    Notification,
+}
+
+impl OutboxKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OrderWebhook => "order_webhook",
+            Self::Notification => "notification",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "order_webhook" => Ok(Self::OrderWebhook),
+            "notification" => Ok(Self::Notification),
+            other => Err(crate::domain::Error::invalid(format!("unknown outbox kind {other:?}"))),
+        }
+    }
+}
+
+/// A delivery to make once the change that caused it has committed. It is
+/// written in the same atomic unit as that change (`commit_checkout`,
+/// `update_order`), so the change and its delivery exist together or not
+/// at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    /// Unique; receivers deduplicate on it (the webhook's `event_id` and
+    /// `Webhook-Id`, the email's idempotency key). Put-if-absent.
+    pub id: String,
+    pub kind: OutboxKind,
+    /// The webhook URL or the email address.
+    pub destination: String,
+    /// The JSON to deliver, fixed when the change committed.
+    pub payload: String,
+    pub order_id: Option<OrderId>,
+    pub created_at: OffsetDateTime,
+}
+
+/// Where a message is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutboxStatus {
+    /// Waiting for its next delivery (or being delivered under a lease).
+    Pending,
+    Delivered,
+    /// Given up after too many attempts, or refused for good by the receiver.
+    Dead,
+}
+
+impl OutboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "delivered" => Ok(Self::Delivered),
+            "dead" => Ok(Self::Dead),
+            other => Err(crate::domain::Error::invalid(format!("unknown outbox status {other:?}"))),
+        }
+    }
+}
+
+/// A message claimed by one worker until `until`. Only the holder of
+/// `token` can settle it, and nobody else can claim it before `until`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxLease {
+    pub message: OutboxMessage,
+    /// Deliveries tried before this one.
+    pub attempts: u32,
+    pub token: String,
+    pub until: OffsetDateTime,
+}
+
+/// How a delivery under a lease ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboxResult {
+    Delivered,
+    /// Try again at `at`; the attempt counts.
+    Retry {
+        at: OffsetDateTime,
+        error: String,
+    },
+    /// Never again; the attempt counts.
+    Dead {
+        error: String,
+    },
+}
+
+/// One message with its delivery record, for operators and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub message: OutboxMessage,
+    pub status: OutboxStatus,
+    pub attempts: u32,
+    pub next_attempt_at: OffsetDateTime,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<OffsetDateTime>,
+}
+
+/// Which messages [`Store::outbox_entries`] lists.
+#[derive(Debug, Clone, Default)]
+pub struct OutboxFilter {
+    pub order_id: Option<OrderId>,
+    pub status: Option<OutboxStatus>,
+    /// 0 means the store's default page.
+    pub limit: u32,
 }
 
 /// Filters for listing orders (operator tools).
@@ -115,13 +237,16 @@ pub trait Store: Send + Sync + 'static {
     /// The mandates committed with an order (compact JWS, in commit order),
     /// for audit. Empty when the order has none or does not exist.
     async fn order_mandates(&self, id: &OrderId) -> Result<Vec<String>>;
-    /// Compare-and-set on the order plus the events that explain the change,
-    /// atomically.
+    /// Compare-and-set on the order plus the events that explain the change
+    /// and the deliveries it causes, atomically: if the version moved,
+    /// nothing is written (`version_conflict`); an outbox id already taken
+    /// aborts everything (`already_exists`).
     async fn update_order(
         &self,
         order: &Order,
         expected: u64,
         events: &[OrderEvent],
+        outbox: &[OutboxMessage],
     ) -> Result<u64>;
 
     // Idempotency records.
@@ -159,6 +284,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Put-if-absent of a webhook event id per source; `true` when new.
     async fn mark_webhook_seen(&self, source: &str, event_id: &str) -> Result<bool>;
+    /// Forgets an event id whose processing failed after it was marked, so
+    /// the sender's redelivery is processed instead of skipped as a
+    /// duplicate.
+    async fn forget_webhook(&self, source: &str, event_id: &str) -> Result<()>;
 
     // Stock.
     async fn set_stock(&self, sku: &Sku, quantity: u32) -> Result<()>;
@@ -180,10 +309,29 @@ pub trait Store: Send + Sync + 'static {
 
     /// The checkout completion, atomically: compare-and-set the session,
     /// decrement every stock line conditionally, insert the order (put-if-
-    /// absent), its events, the ledger entry, the mandates and the
-    /// idempotency response. Any failed condition aborts everything:
-    /// `version_conflict`, `insufficient_stock` or `already_exists`.
+    /// absent), its events, the ledger entry, the mandates, the outbox
+    /// messages (put-if-absent) and the idempotency response. Any failed
+    /// condition aborts everything: `version_conflict`,
+    /// `insufficient_stock` or `already_exists`.
     async fn commit_checkout(&self, commit: &CheckoutCommit) -> Result<()>;
+
+    // The outbox: deliveries written with the changes that cause them.
+    /// Leases up to `limit` due messages (pending, `next_attempt_at` passed,
+    /// no live lease) until `now + lease`, each under a fresh token. Two
+    /// callers never lease one message at once, whatever the interleaving.
+    async fn claim_outbox(
+        &self,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: u32,
+    ) -> Result<Vec<OutboxLease>>;
+    /// Settles a leased message: delivered, retried at a later time, or
+    /// dead. Only the lease's token can, and only while the message is
+    /// pending under it; otherwise `version_conflict` and nothing changes
+    /// (the lease ran out and another worker took the message).
+    async fn finish_outbox(&self, lease: &OutboxLease, result: &OutboxResult) -> Result<()>;
+    /// Messages with their delivery records, oldest first.
+    async fn outbox_entries(&self, filter: &OutboxFilter) -> Result<Vec<OutboxEntry>>;
 }
 
 /// A page of search results with an opaque cursor to the next page.
@@ -251,6 +399,18 @@ pub struct ChargeRequest {
     pub order_id: OrderId,
 }
 
+/// Finishes a payment that waited for the buyer ([`ChargeOutcome::RequiresAction`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureRequest {
+    /// Derived from the checkout and the attempt (`<checkout>:capture:<order>`),
+    /// so a retried capture settles the same payment once.
+    pub idempotency_key: String,
+    /// The processor's reference of the payment that waited.
+    pub reference: String,
+    /// The amount the attempt charged; a processor refuses to capture more.
+    pub amount: Money,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefundRequest {
     pub idempotency_key: String,
@@ -263,6 +423,8 @@ pub struct RefundRequest {
 pub enum PaymentStatus {
     Succeeded,
     RequiresAction,
+    /// The buyer approved, and the money waits to be captured.
+    Authorized,
     Failed,
     Refunded,
     Unknown,
@@ -280,8 +442,68 @@ pub trait Payments: Send + Sync + 'static {
     /// and the commit, to decide between finishing the commit and rolling
     /// back, so recovery itself never charges.
     async fn find_charge(&self, idempotency_key: &str) -> Result<Option<ChargeOutcome>>;
+    /// Finishes a payment that answered `RequiresAction`, once the buyer
+    /// acted at its `continue_url`: captures it if the buyer approved
+    /// (`Succeeded`), answers `RequiresAction` again while they have not,
+    /// and `Declined` when they refused or the approval lapsed. It never
+    /// starts a new charge, and a repeated key settles the same payment.
+    async fn capture(&self, request: &CaptureRequest) -> Result<ChargeOutcome>;
+    /// Refunds (part of) a charge; returns the refund reference. A repeated
+    /// key returns the first refund and moves no money.
     async fn refund(&self, request: &RefundRequest) -> Result<String>;
     async fn status(&self, reference: &str) -> Result<PaymentStatus>;
+    /// Records the buyer's approval of a payment waiting for them, for a
+    /// processor whose approval page the gateway serves itself (the
+    /// sandbox's `/sandbox/authenticate/{reference}`). Real processors host
+    /// that page themselves, so the default answers `not_found`.
+    async fn approve_action(&self, reference: &str) -> Result<()> {
+        Err(crate::domain::Error::not_found(format!(
+            "no payment {reference} waits for approval here"
+        )))
+    }
+}
+
+/// What a platform's webhook endpoint answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookResponse {
+    pub status: u16,
+}
+
+/// Posts order webhooks to platforms. Implementation:
+/// `adapters::webhooks::HttpWebhookSender`.
+///
+/// The URL comes from a platform's profile, so a post is SSRF surface like
+/// a profile fetch: implementations refuse anything but HTTPS to public
+/// addresses, follow no redirects, and bound the time. An error means the
+/// endpoint could not be reached (or was refused before sending); an
+/// answer of any status is a [`WebhookResponse`].
+#[async_trait]
+pub trait WebhookSender: Send + Sync + 'static {
+    async fn post(
+        &self,
+        url: &url::Url,
+        headers: &[(&'static str, String)],
+        body: &[u8],
+    ) -> Result<WebhookResponse>;
+}
+
+/// A message to a buyer (an order confirmation), as the outbox keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Notification {
+    pub to: String,
+    pub subject: String,
+    /// The plain-text body, complete on its own.
+    pub text: String,
+    pub order_id: String,
+}
+
+/// Sends buyer notifications. Implementations: `adapters::notify::LogNotifier`
+/// (the default) and `adapters::notify::HttpEmailNotifier`. `key` is the
+/// outbox message id: a sender that can deduplicate (an email API's
+/// idempotency key) passes it on, so a retried delivery sends one email.
+#[async_trait]
+pub trait Notifier: Send + Sync + 'static {
+    async fn send(&self, key: &str, notification: &Notification) -> Result<()>;
 }
 
 /// The wall clock, injectable so tests control time.

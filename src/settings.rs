@@ -101,6 +101,173 @@ impl DynamoSettings {
     }
 }
 
+/// Which payment processor takes the money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PaymentsKind {
+    /// Deterministic test tokens; no money moves (`adapters::payments::sandbox`).
+    Sandbox,
+    /// Stripe PaymentIntents (`adapters::payments::stripe`).
+    Stripe,
+}
+
+/// How confirmation notifications leave the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifySender {
+    /// Written to the log, for development and for merchants who mail
+    /// from their own systems.
+    Log,
+    /// Posted to a transactional email API (Resend-style JSON).
+    Http,
+}
+
+/// Confirmation notifications (`[notify]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    pub sender: NotifySender,
+    /// The email API endpoint that takes `{from, to, subject, text}`;
+    /// required with `sender = "http"`.
+    pub url: Option<String>,
+    /// The email API key, sent as a bearer token
+    /// (`AGENTGATE_NOTIFY__API_KEY`); required with `sender = "http"`.
+    #[serde(skip_serializing)]
+    pub api_key: Option<SecretString>,
+    /// The sender address of confirmations.
+    pub from: String,
+    /// Where buyers reach the merchant, printed in every confirmation.
+    pub support_email: String,
+    pub support_url: Option<String>,
+    pub timeout_secs: u64,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            sender: NotifySender::Log,
+            url: None,
+            api_key: None,
+            from: "orders@localhost".into(),
+            support_email: "support@localhost".into(),
+            support_url: None,
+            timeout_secs: 10,
+        }
+    }
+}
+
+impl NotifyConfig {
+    fn validate(&self) -> Result<()> {
+        if self.sender == NotifySender::Http {
+            let ok =
+                self.url.as_deref().and_then(|u| url::Url::parse(u).ok()).is_some_and(|u| {
+                    matches!(u.scheme(), "http" | "https") && u.host_str().is_some()
+                });
+            if !ok {
+                return Err(bad("notify.url", "sender = \"http\" needs an http(s) URL"));
+            }
+            if self.api_key.is_none() {
+                return Err(bad("notify.api_key", "sender = \"http\" needs an API key"));
+            }
+        }
+        for (name, value) in
+            [("notify.from", &self.from), ("notify.support_email", &self.support_email)]
+        {
+            if !value.contains('@') || value.trim() != value {
+                return Err(bad(name, "must be an email address"));
+            }
+        }
+        if !(1..=120).contains(&self.timeout_secs) {
+            return Err(bad("notify.timeout_secs", "must be between 1 and 120"));
+        }
+        Ok(())
+    }
+}
+
+/// The delivery worker of the outbox (`[outbox]`): order webhooks and
+/// confirmation notifications.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// Deliveries tried before a message is dead-lettered.
+    pub max_attempts: u32,
+    /// The first retry waits this long; each next one twice as long.
+    pub backoff_base_ms: u64,
+    /// No retry waits longer than this.
+    pub backoff_max_secs: u64,
+    /// How often the worker looks for due messages.
+    pub poll_interval_ms: u64,
+    /// How long a claimed message belongs to its worker. A worker that
+    /// dies holding one gives it up when this runs out.
+    pub lease_secs: u64,
+    /// Messages claimed per look.
+    pub batch: u32,
+    /// Budget of one webhook POST.
+    pub webhook_timeout_secs: u64,
+    /// Milliseconds the worker waits after startup before its first look.
+    /// Zero in production; the crash test uses it to kill the process
+    /// between a commit and the delivery it caused.
+    pub start_delay_ms: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 10,
+            backoff_base_ms: 1000,
+            backoff_max_secs: 3600,
+            poll_interval_ms: 1000,
+            lease_secs: 60,
+            batch: 16,
+            webhook_timeout_secs: 10,
+            start_delay_ms: 0,
+        }
+    }
+}
+
+impl OutboxConfig {
+    fn validate(&self) -> Result<()> {
+        let checks: [(&str, u64, u64, u64); 7] = [
+            ("outbox.max_attempts", u64::from(self.max_attempts), 1, 100),
+            ("outbox.backoff_base_ms", self.backoff_base_ms, 1, 3_600_000),
+            ("outbox.backoff_max_secs", self.backoff_max_secs, 1, 7 * 24 * 3600),
+            ("outbox.poll_interval_ms", self.poll_interval_ms, 10, 600_000),
+            ("outbox.lease_secs", self.lease_secs, 1, 3600),
+            ("outbox.batch", u64::from(self.batch), 1, 1000),
+            ("outbox.webhook_timeout_secs", self.webhook_timeout_secs, 1, 120),
+        ];
+        for (name, value, lo, hi) in checks {
+            if !(lo..=hi).contains(&value) {
+                return Err(bad(name, format!("must be between {lo} and {hi}")));
+            }
+        }
+        // A lease shorter than one delivery would let a second worker take
+        // a message its first worker is still sending.
+        if self.lease_secs <= self.webhook_timeout_secs {
+            return Err(bad(
+                "outbox.lease_secs",
+                "must be longer than outbox.webhook_timeout_secs",
+            ));
+        }
+        if self.start_delay_ms > 600_000 {
+            return Err(bad("outbox.start_delay_ms", "must be at most 600000"));
+        }
+        Ok(())
+    }
+}
+
+/// Stripe, checked (see the `stripe_*` settings).
+#[derive(Debug, Clone)]
+pub struct StripeSettings {
+    pub api_base: url::Url,
+    pub secret_key: Option<SecretString>,
+    pub webhook_secret: Option<SecretString>,
+    pub api_version: Option<String>,
+    pub timeout: std::time::Duration,
+    pub max_retries: u32,
+    pub webhook_tolerance: std::time::Duration,
+}
+
 /// The settings as they arrive from files and the environment, before
 /// checking. Defaults live in [`RawSettings::default`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,6 +319,19 @@ pub struct RawSettings {
     pub guardrail: GuardrailConfig,
     /// The platform fee (`[fees]`).
     pub fees: FeePolicy,
+    /// `Host` header values the MCP endpoints (`/mcp`, `/ucp/mcp`) accept,
+    /// as host names or `host:port`. A request naming any other host is a
+    /// possible DNS-rebinding attack and gets 403. Loopback by default; the
+    /// host of `public_base_url` is always added.
+    pub mcp_allowed_hosts: Vec<String>,
+    /// Browser origins allowed to call the MCP endpoints, as
+    /// `scheme://host[:port]` (`:*` for any port). A request carrying any
+    /// other `Origin` gets 403; requests without `Origin` (non-browser
+    /// agents) pass. Loopback by default; the origin of `public_base_url`
+    /// is always added.
+    pub mcp_allowed_origins: Vec<String>,
+    /// The store policies agents read before buying (`[policies]`).
+    pub policies: StorePolicies,
     /// Shipping rates and pickup (`[shipping]`).
     pub shipping: ShippingConfig,
     /// Discount codes (`[discounts]`).
@@ -163,7 +343,66 @@ pub struct RawSettings {
     pub store: StoreKind,
     /// The DynamoDB table, when `store = "dynamodb"` (`[dynamodb]`).
     pub dynamodb: DynamoSettings,
+    /// The payment processor: `sandbox` (default) or `stripe`.
+    pub payments: PaymentsKind,
+    /// Stripe's API base URL. The default is Stripe's; tests point it at a
+    /// local server.
+    pub stripe_api_base: String,
+    /// Stripe's secret API key (`AGENTGATE_STRIPE_SECRET_KEY`), required
+    /// with `payments = "stripe"`.
+    #[serde(skip_serializing)]
+    pub stripe_secret_key: Option<SecretString>,
+    /// The signing secret of the Stripe webhook endpoint
+    /// (`AGENTGATE_STRIPE_WEBHOOK_SECRET`, `whsec_…`). Without it
+    /// `POST /webhooks/stripe` refuses every event.
+    #[serde(skip_serializing)]
+    pub stripe_webhook_secret: Option<SecretString>,
+    /// Pins the Stripe API version (`Stripe-Version`); unset, the
+    /// account's default applies.
+    pub stripe_api_version: Option<String>,
+    /// Seconds one Stripe call may take, connecting included.
+    pub stripe_timeout_secs: u64,
+    /// Retries of a Stripe call after a rate limit, a server error or a
+    /// network failure, with exponential backoff and jitter.
+    pub stripe_max_retries: u32,
+    /// How old a Stripe webhook's signed timestamp may be, in seconds.
+    pub stripe_webhook_tolerance_secs: u64,
+    /// The delivery worker of order webhooks and notifications (`[outbox]`).
+    pub outbox: OutboxConfig,
+    /// Confirmation notifications (`[notify]`).
+    pub notify: NotifyConfig,
 }
+
+/// Store policies shown to agents (the MCP policies resource and the
+/// buying prompt), so a model can answer "can I return this?" from the
+/// merchant's own words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorePolicies {
+    pub returns: String,
+    pub shipping: String,
+}
+
+impl Default for StorePolicies {
+    fn default() -> Self {
+        Self {
+            returns: "Unused items can be returned within 30 days of delivery for a full refund \
+                      to the original payment method."
+                .into(),
+            shipping: "Orders ship within 2 business days. Standard shipping is free; tracking \
+                       is added to the order once it ships."
+                .into(),
+        }
+    }
+}
+
+/// The loopback host names the MCP endpoints accept by default.
+pub const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// The loopback browser origins the MCP endpoints accept by default (any
+/// port, plain http: local tools such as the MCP Inspector).
+pub const LOOPBACK_ORIGINS: [&str; 3] =
+    ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"];
 
 impl Default for RawSettings {
     fn default() -> Self {
@@ -187,11 +426,24 @@ impl Default for RawSettings {
             trusted_agent_jwks_file: None,
             guardrail: GuardrailConfig::default(),
             fees: FeePolicy::default(),
+            mcp_allowed_hosts: LOOPBACK_HOSTS.iter().map(|h| (*h).to_owned()).collect(),
+            mcp_allowed_origins: LOOPBACK_ORIGINS.iter().map(|o| (*o).to_owned()).collect(),
+            policies: StorePolicies::default(),
             shipping: ShippingConfig::default(),
             discounts: DiscountConfig::default(),
             policy_links: Vec::new(),
             store: StoreKind::Sqlite,
             dynamodb: DynamoSettings::default(),
+            payments: PaymentsKind::Sandbox,
+            stripe_api_base: "https://api.stripe.com".into(),
+            stripe_secret_key: None,
+            stripe_webhook_secret: None,
+            stripe_api_version: None,
+            stripe_timeout_secs: 20,
+            stripe_max_retries: 3,
+            stripe_webhook_tolerance_secs: 300,
+            outbox: OutboxConfig::default(),
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -224,12 +476,21 @@ pub struct Settings {
     pub trusted_agent_jwks_file: Option<PathBuf>,
     pub guardrail: GuardrailConfig,
     pub fees: FeePolicy,
+    /// See [`RawSettings::mcp_allowed_hosts`]; includes the public host.
+    pub mcp_allowed_hosts: Vec<String>,
+    /// See [`RawSettings::mcp_allowed_origins`]; includes the public origin.
+    pub mcp_allowed_origins: Vec<String>,
+    pub policies: StorePolicies,
     pub shipping: ShippingConfig,
     pub discounts: DiscountConfig,
     /// The policy links of every checkout, defaults filled in.
     pub policy_links: Vec<PolicyLink>,
     pub store: StoreKind,
     pub dynamodb: DynamoSettings,
+    pub payments: PaymentsKind,
+    pub stripe: StripeSettings,
+    pub outbox: OutboxConfig,
+    pub notify: NotifyConfig,
 }
 
 /// Values given on the command line; they win over every other layer.
@@ -251,12 +512,45 @@ fn setting_names() -> Vec<String> {
         _ => Vec::new(),
     };
     // Secrets are never serialised, so they are named here.
-    names.push("signing_key".to_owned());
+    for secret in ["signing_key", "stripe_secret_key", "stripe_webhook_secret"] {
+        names.push(secret.to_owned());
+    }
     names
 }
 
 fn bad(setting: &str, why: impl std::fmt::Display) -> Error {
     Error::invalid(format!("setting `{setting}`: {why}"))
+}
+
+fn stripe_settings(raw: &RawSettings) -> Result<StripeSettings> {
+    let api_base = url::Url::parse(&raw.stripe_api_base)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+        .ok_or_else(|| bad("stripe_api_base", "must be an http(s) URL with a host"))?;
+    if raw.payments == PaymentsKind::Stripe && raw.stripe_secret_key.is_none() {
+        return Err(bad(
+            "stripe_secret_key",
+            "payments = \"stripe\" needs the secret key (AGENTGATE_STRIPE_SECRET_KEY)",
+        ));
+    }
+    if !(1..=120).contains(&raw.stripe_timeout_secs) {
+        return Err(bad("stripe_timeout_secs", "must be between 1 and 120"));
+    }
+    if raw.stripe_max_retries > 10 {
+        return Err(bad("stripe_max_retries", "must be at most 10"));
+    }
+    if !(1..=3600).contains(&raw.stripe_webhook_tolerance_secs) {
+        return Err(bad("stripe_webhook_tolerance_secs", "must be between 1 and 3600"));
+    }
+    Ok(StripeSettings {
+        api_base,
+        secret_key: raw.stripe_secret_key.clone(),
+        webhook_secret: raw.stripe_webhook_secret.clone(),
+        api_version: raw.stripe_api_version.clone(),
+        timeout: std::time::Duration::from_secs(raw.stripe_timeout_secs),
+        max_retries: raw.stripe_max_retries,
+        webhook_tolerance: std::time::Duration::from_secs(raw.stripe_webhook_tolerance_secs),
+    })
 }
 
 impl Settings {
@@ -291,6 +585,7 @@ impl Settings {
     }
 
     pub fn from_raw(raw: RawSettings) -> Result<Self> {
+        let stripe = stripe_settings(&raw)?;
         let listen: SocketAddr = raw.listen.parse().map_err(|e| {
             bad("listen", format!("{:?} is not an IP:port address ({e})", raw.listen))
         })?;
@@ -325,8 +620,15 @@ impl Settings {
         }
         raw.guardrail.validate()?;
         raw.fees.validate()?;
+        let (mcp_allowed_hosts, mcp_allowed_origins) =
+            mcp_allowlists(&public_base_url, raw.mcp_allowed_hosts, raw.mcp_allowed_origins)?;
+        if raw.policies.returns.trim().is_empty() || raw.policies.shipping.trim().is_empty() {
+            return Err(bad("policies", "returns and shipping must not be empty"));
+        }
         raw.shipping.validate()?;
         raw.discounts.validate()?;
+        raw.outbox.validate()?;
+        raw.notify.validate()?;
         let policy_links = if raw.policy_links.is_empty() {
             // UCP requires `links` on every checkout (checkout.json); these
             // defaults keep a fresh install compliant until real pages exist.
@@ -378,11 +680,18 @@ impl Settings {
             trusted_agent_jwks_file: raw.trusted_agent_jwks_file,
             guardrail: raw.guardrail,
             fees: raw.fees,
+            mcp_allowed_hosts,
+            mcp_allowed_origins,
+            policies: raw.policies,
             shipping: raw.shipping,
             discounts: raw.discounts,
             policy_links,
             store: raw.store,
             dynamodb: raw.dynamodb,
+            payments: raw.payments,
+            stripe,
+            outbox: raw.outbox,
+            notify: raw.notify,
         })
     }
 
@@ -397,6 +706,49 @@ impl Settings {
     }
 }
 
+/// Checks the MCP Host and Origin allowlists and adds the host and origin
+/// of `public_base_url`, so a deployment behind its public name works
+/// without repeating it. The host list is therefore never empty, which
+/// matters because the MCP transport reads an empty list as "any host".
+fn mcp_allowlists(
+    public_base_url: &str,
+    mut hosts: Vec<String>,
+    mut origins: Vec<String>,
+) -> Result<(Vec<String>, Vec<String>)> {
+    for host in &hosts {
+        let ok = !host.is_empty()
+            && !host.contains("://")
+            && host.chars().all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c));
+        if !ok {
+            return Err(bad("mcp_allowed_hosts", format!("{host:?} is not a host or host:port")));
+        }
+    }
+    for origin in &origins {
+        let ok = origin == "null"
+            || url::Url::parse(&origin.replace(":*", ""))
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.path() == "/");
+        if !ok || origin.ends_with('/') {
+            return Err(bad(
+                "mcp_allowed_origins",
+                format!("{origin:?} is not an origin like https://host[:port] or http://host:*"),
+            ));
+        }
+    }
+    if let Ok(public) = url::Url::parse(public_base_url) {
+        if let Some(host) = public.host_str() {
+            let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+            if !hosts.iter().any(|h| h.eq_ignore_ascii_case(&host)) {
+                hosts.push(host);
+            }
+        }
+        let origin = public.origin().ascii_serialization();
+        if origin != "null" && !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    Ok((hosts, origins))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,10 +761,25 @@ mod tests {
         assert_eq!(s.public_base_url, "http://127.0.0.1:8080");
         assert_eq!(s.checkout_ttl, time::Duration::hours(6));
         assert!(!s.allow_private_profile_hosts, "SSRF protection is on by default");
+        assert_eq!(s.mcp_allowed_hosts, ["localhost", "127.0.0.1", "::1"]);
+        assert!(s.mcp_allowed_origins.iter().all(|o| o.starts_with("http://")));
+        assert!(s.mcp_allowed_origins.contains(&"http://127.0.0.1:8080".to_owned()));
         let kinds: Vec<&str> = s.policy_links.iter().map(|l| l.kind.as_str()).collect();
         assert_eq!(kinds, ["terms_of_service", "privacy_policy", "refund_policy"]);
         assert!(s.policy_links.iter().all(|l| l.url.starts_with("http://127.0.0.1:8080/")));
         assert!(s.discounts.rule("welcome10").is_some(), "a demo code ships by default");
+    }
+
+    #[test]
+    fn the_public_host_joins_the_mcp_allowlists() {
+        let raw = RawSettings {
+            public_base_url: Some("https://shop.example.com/".into()),
+            ..Default::default()
+        };
+        let s = Settings::from_raw(raw).unwrap();
+        assert!(s.mcp_allowed_hosts.contains(&"shop.example.com".to_owned()));
+        assert!(s.mcp_allowed_origins.contains(&"https://shop.example.com".to_owned()));
+        assert!(s.mcp_allowed_hosts.contains(&"localhost".to_owned()), "loopback stays");
     }
 
     #[test]
@@ -463,6 +830,46 @@ url = "https://shop.example/terms"
             (RawSettings { max_body_bytes: 1, ..Default::default() }, "max_body_bytes"),
             (RawSettings { merchant_name: " ".into(), ..Default::default() }, "merchant_name"),
             (RawSettings { fees: strict_fees, ..Default::default() }, "fees.bps"),
+            (
+                RawSettings { mcp_allowed_hosts: vec!["http://x".into()], ..Default::default() },
+                "mcp_allowed_hosts",
+            ),
+            (
+                RawSettings {
+                    mcp_allowed_origins: vec!["example.com".into()],
+                    ..Default::default()
+                },
+                "mcp_allowed_origins",
+            ),
+            (
+                RawSettings {
+                    policies: StorePolicies { returns: " ".into(), ..Default::default() },
+                    ..Default::default()
+                },
+                "policies",
+            ),
+            (
+                RawSettings { payments: PaymentsKind::Stripe, ..Default::default() },
+                "stripe_secret_key",
+            ),
+            (
+                RawSettings { stripe_api_base: "api.stripe.com".into(), ..Default::default() },
+                "stripe_api_base",
+            ),
+            (
+                RawSettings {
+                    outbox: OutboxConfig { lease_secs: 5, ..Default::default() },
+                    ..Default::default()
+                },
+                "outbox.lease_secs",
+            ),
+            (
+                RawSettings {
+                    notify: NotifyConfig { sender: NotifySender::Http, ..Default::default() },
+                    ..Default::default()
+                },
+                "notify.url",
+            ),
             (
                 RawSettings {
                     shipping: {
@@ -554,6 +961,32 @@ url = "https://shop.example/terms"
             // The message names the setting and the choices.
             let message = err.message().to_lowercase();
             assert!(message.contains("store") && message.contains("dynamodb"), "{message}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn stripe_and_email_secrets_come_from_the_environment_and_do_not_print() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("AGENTGATE_PAYMENTS", "stripe");
+            jail.set_env("AGENTGATE_STRIPE_SECRET_KEY", "sk_test_secret_1");
+            jail.set_env("AGENTGATE_STRIPE_WEBHOOK_SECRET", "whsec_secret_2");
+            jail.set_env("AGENTGATE_NOTIFY__SENDER", "http");
+            jail.set_env("AGENTGATE_NOTIFY__URL", "https://mail.example/emails");
+            jail.set_env("AGENTGATE_NOTIFY__API_KEY", "re_secret_3");
+            let s = Settings::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(s.payments, PaymentsKind::Stripe);
+            let default_base = RawSettings::default().stripe_api_base;
+            assert_eq!(s.stripe.api_base.as_str().trim_end_matches('/'), default_base);
+            let key = s.stripe.secret_key.as_ref().map(|k| k.expose_secret().to_owned());
+            assert_eq!(key.as_deref(), Some("sk_test_secret_1"));
+            let hook = s.stripe.webhook_secret.as_ref().map(|k| k.expose_secret().to_owned());
+            assert_eq!(hook.as_deref(), Some("whsec_secret_2"));
+            assert_eq!(s.notify.sender, NotifySender::Http);
+            let shown = format!("{s:?}");
+            for secret in ["sk_test_secret_1", "whsec_secret_2", "re_secret_3"] {
+                assert!(!shown.contains(secret), "{secret} printed");
+            }
             Ok(())
         });
     }

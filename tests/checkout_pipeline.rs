@@ -26,8 +26,9 @@ use agentgate::gateway::{
 };
 use agentgate::policy::VelocityLimit;
 use agentgate::ports::{
-    ChargeOutcome, ChargeRequest, CheckoutCommit, Clock, IdempotencyBegin, IdempotencyRecord,
-    IdempotencyState, OrderFilter, PaymentStatus, Payments, RefundRequest, Store, StoredResponse,
+    CaptureRequest, ChargeOutcome, ChargeRequest, CheckoutCommit, Clock, IdempotencyBegin,
+    IdempotencyRecord, IdempotencyState, OrderFilter, OutboxEntry, OutboxFilter, OutboxLease,
+    OutboxMessage, OutboxResult, PaymentStatus, Payments, RefundRequest, Store, StoredResponse,
     Versioned,
 };
 use agentgate::settings::{RawSettings, Settings};
@@ -113,8 +114,9 @@ impl Store for FlakyStore {
         order: &Order,
         expected: u64,
         events: &[OrderEvent],
+        outbox: &[OutboxMessage],
     ) -> Result<u64> {
-        self.inner.update_order(order, expected, events).await
+        self.inner.update_order(order, expected, events, outbox).await
     }
     async fn idempotency_begin(
         &self,
@@ -138,6 +140,23 @@ impl Store for FlakyStore {
     }
     async fn mark_webhook_seen(&self, source: &str, event_id: &str) -> Result<bool> {
         self.inner.mark_webhook_seen(source, event_id).await
+    }
+    async fn forget_webhook(&self, source: &str, event_id: &str) -> Result<()> {
+        self.inner.forget_webhook(source, event_id).await
+    }
+    async fn claim_outbox(
+        &self,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<OutboxLease>> {
+        self.inner.claim_outbox(now, lease, limit).await
+    }
+    async fn finish_outbox(&self, lease: &OutboxLease, result: &OutboxResult) -> Result<()> {
+        self.inner.finish_outbox(lease, result).await
+    }
+    async fn outbox_entries(&self, filter: &OutboxFilter) -> Result<Vec<OutboxEntry>> {
+        self.inner.outbox_entries(filter).await
     }
     async fn set_stock(&self, sku: &Sku, quantity: u32) -> Result<()> {
         self.inner.set_stock(sku, quantity).await
@@ -184,6 +203,9 @@ impl Store for FlakyStore {
 struct FlakyPayments {
     inner: Arc<dyn Payments>,
     refund_failures: AtomicUsize,
+    /// How long a charge's answer takes to come back after the processor
+    /// moved the money (a slow network on the way back).
+    answer_delay: Mutex<std::time::Duration>,
 }
 
 #[async_trait]
@@ -192,10 +214,19 @@ impl Payments for FlakyPayments {
         self.inner.name()
     }
     async fn charge(&self, request: &ChargeRequest) -> Result<ChargeOutcome> {
-        self.inner.charge(request).await
+        let outcome = self.inner.charge(request).await;
+        let delay = *self.answer_delay.lock().unwrap();
+        tokio::time::sleep(delay).await;
+        outcome
     }
     async fn find_charge(&self, key: &str) -> Result<Option<ChargeOutcome>> {
         self.inner.find_charge(key).await
+    }
+    async fn capture(&self, request: &CaptureRequest) -> Result<ChargeOutcome> {
+        self.inner.capture(request).await
+    }
+    async fn approve_action(&self, reference: &str) -> Result<()> {
+        self.inner.approve_action(reference).await
     }
     async fn refund(&self, request: &RefundRequest) -> Result<String> {
         let fail = self
@@ -246,6 +277,7 @@ async fn shop_with(configure: impl FnOnce(&mut RawSettings)) -> Shop {
     let payments = Arc::new(FlakyPayments {
         inner: app.payments.clone(),
         refund_failures: AtomicUsize::new(0),
+        answer_delay: Mutex::new(std::time::Duration::ZERO),
     });
     let gateway = Arc::new(Gateway::new(
         Arc::new(settings.clone()),
@@ -1059,7 +1091,9 @@ async fn declines_and_required_actions_release_the_session() {
         assert_eq!(err.code(), want, "{token}");
         let after = shop.session(&session.id).await;
         assert_eq!(after.status(), status, "{token}");
-        assert!(after.order_id.is_none(), "{token}");
+        // An escalated attempt waits for the buyer and keeps its id; a
+        // declined one is gone.
+        assert_eq!(after.order_id.is_some(), status == CheckoutStatus::RequiresEscalation);
         assert_eq!(after.messages[0].code, want.as_str(), "{token}");
         assert!(shop.orders_of(&session.id).await.is_empty(), "{token}");
         assert_eq!(shop.stock("ORGANIC-COTTON-TEE-BLACK").await, 5, "{token}");
@@ -1148,4 +1182,144 @@ async fn the_idempotent_response_is_committed_with_the_order() {
     let record = shop.app.store.idempotency_get("idem-1").await.unwrap().unwrap();
     let IdempotencyState::Completed(stored) = record.state else { panic!("not stored") };
     assert_eq!(stored.body, done.order.id.as_str().as_bytes());
+}
+
+/// 3-D Secure in the sandbox: the completion escalates with a link, an
+/// early retry finds the payment still waiting, the buyer approves at the
+/// link, and the next completion captures that payment: one charge, one
+/// order, no second attempt at the card.
+#[tokio::test]
+async fn an_escalated_payment_is_captured_by_the_next_completion() {
+    let shop = shop().await;
+    shop.set_stock("ORGANIC-COTTON-TEE-BLACK", 5).await;
+    let session = shop.ready(&alice(), &[(TEE, 2)], "requires_action").await;
+    let err = shop.complete(&alice(), &session.id).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PaymentRequiresAction);
+    let escalated = shop.session(&session.id).await;
+    let attempt = escalated.order_id.clone().expect("the attempt is kept");
+    let url = escalated.continue_url.clone().unwrap();
+    let reference = url.rsplit('/').next().unwrap().to_owned();
+
+    // Completing before the buyer acted: still waiting, no new charge.
+    let err = shop.complete(&alice(), &session.id).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PaymentRequiresAction);
+    let still = shop.session(&session.id).await;
+    assert_eq!(still.status(), CheckoutStatus::RequiresEscalation);
+    assert_eq!(
+        (still.order_id.as_ref(), still.continue_url.as_ref()),
+        (Some(&attempt), Some(&url))
+    );
+    assert_eq!(shop.app.payments.charge_attempts(), 1);
+
+    // The buyer approves; the agent completes again.
+    shop.gateway.approve_payment_action(&reference).await.unwrap();
+    assert!(shop.gateway.approve_payment_action("sbx_ch_99999999").await.is_err());
+    let done = shop.complete(&alice(), &session.id).await.unwrap();
+    assert_eq!(done.order.id, attempt, "the order is the attempt that escalated");
+    assert_eq!(done.order.payment.reference, reference);
+    assert_eq!(done.order.totals.total, usd(2 * 1800 + SHIPPING));
+    assert_eq!(shop.app.payments.charge_attempts(), 1, "the card was charged once");
+    assert_eq!(shop.app.payments.successful_charges(), 1);
+    let captures = shop
+        .app
+        .payments
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, SandboxCall::Capture { replayed: false, .. }))
+        .count();
+    assert_eq!(captures, 2, "one capture that found it waiting, one that took it");
+    assert_eq!(shop.stock("ORGANIC-COTTON-TEE-BLACK").await, 3);
+    assert_eq!(shop.orders_of(&session.id).await.len(), 1);
+    // A retry answers the same completion.
+    let again = shop.complete(&alice(), &session.id).await.unwrap();
+    assert_eq!(again.order.id, done.order.id);
+    assert_eq!(shop.app.payments.successful_charges(), 1);
+}
+
+/// A crash after the capture and before the commit leaves the resumed
+/// session in progress; recovery finds the captured payment under the
+/// attempt's charge key and commits it without charging.
+#[tokio::test]
+async fn a_resume_interrupted_before_its_commit_is_recovered() {
+    let shop = shop().await;
+    shop.set_stock("ORGANIC-COTTON-TEE-BLACK", 5).await;
+    let session = shop.ready(&alice(), &[(TEE, 1)], "requires_action").await;
+    shop.complete(&alice(), &session.id).await.unwrap_err();
+    let url = shop.session(&session.id).await.continue_url.unwrap();
+    shop.gateway.approve_payment_action(url.rsplit('/').next().unwrap()).await.unwrap();
+    // The store is down at the commit: the session stays locked.
+    shop.store.fail_commits(ErrorCode::StoreUnavailable, 10);
+    let err = shop.complete(&alice(), &session.id).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::StoreUnavailable);
+    assert_eq!(shop.session(&session.id).await.status(), CheckoutStatus::CompleteInProgress);
+    assert_eq!(shop.app.payments.successful_charges(), 1, "captured before the commit failed");
+    shop.store.heal();
+    let err = shop.complete(&alice(), &session.id).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::IdempotencyInProgress, "the lease still runs");
+    shop.clock.advance(Duration::minutes(5));
+    let done = shop.complete(&alice(), &session.id).await.unwrap();
+    assert_eq!(done.session.status(), CheckoutStatus::Completed);
+    assert_eq!(shop.app.payments.charge_attempts(), 1);
+    assert_eq!(shop.app.payments.successful_charges(), 1);
+    assert!(shop.refunds().is_empty());
+}
+
+/// The caller gives up while the processor's answer is on its way back:
+/// the charge went through, the request future is dropped before the
+/// commit (a client or edge timeout), and the session stays locked. The
+/// client's retries with the same key and body, fifty at once after the
+/// lease, make exactly one order from that one charge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_after_a_timeout_between_charge_and_commit_charges_once() {
+    let shop = shop().await;
+    shop.set_stock("ORGANIC-COTTON-TEE-BLACK", 5).await;
+    let session = shop.ready(&alice(), &[(TEE, 1)], "success_token").await;
+    *shop.payments.answer_delay.lock().unwrap() = std::time::Duration::from_secs(30);
+    let request = CompleteRequest { idempotency_key: "retry-key".into(), ..Default::default() };
+    let first = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        shop.gateway.complete_checkout(&alice(), &session.id, request.clone()),
+    )
+    .await;
+    assert!(first.is_err(), "the caller timed out");
+    assert_eq!(shop.app.payments.successful_charges(), 1, "the money moved");
+    let stuck = shop.session(&session.id).await;
+    assert_eq!(stuck.status(), CheckoutStatus::CompleteInProgress);
+    assert!(shop.orders_of(&session.id).await.is_empty(), "no order yet");
+    *shop.payments.answer_delay.lock().unwrap() = std::time::Duration::ZERO;
+
+    // An immediate retry waits for the lease rather than charging again.
+    let err = shop.gateway.complete_checkout(&alice(), &session.id, request.clone()).await;
+    assert_eq!(code(err), ErrorCode::IdempotencyInProgress);
+
+    shop.clock.advance(Duration::seconds(61));
+    let barrier = Arc::new(tokio::sync::Barrier::new(50));
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (gw, barrier, request) = (shop.gateway.clone(), barrier.clone(), request.clone());
+            let id = session.id.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                gw.complete_checkout(&alice(), &id, request).await
+            })
+        })
+        .collect();
+    let mut orders = HashSet::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(done) => {
+                orders.insert(done.order.id);
+            }
+            Err(e) => assert!(e.retryable(), "not retryable: {e}"),
+        }
+    }
+    let last = shop.complete(&alice(), &session.id).await.unwrap();
+    orders.insert(last.order.id.clone());
+    assert_eq!(orders.len(), 1, "every caller saw one order");
+    assert_eq!(Some(&last.order.id), stuck.order_id.as_ref(), "the timed-out attempt's order");
+    assert_eq!(shop.orders_of(&session.id).await.len(), 1);
+    assert_eq!(shop.app.payments.charge_attempts(), 1);
+    assert_eq!(shop.app.payments.successful_charges(), 1);
+    assert!(shop.refunds().is_empty());
+    assert_eq!(shop.stock("ORGANIC-COTTON-TEE-BLACK").await, 4);
 }

@@ -21,7 +21,9 @@ use agentgate::domain::{
     CheckoutId, CheckoutSession, CheckoutStatus, Currency, ErrorCode, LedgerEntry, LedgerKind,
     LineItem, Money, Order, OrderId, OrderStatus, ProductId, Sku, VariantId,
 };
-use agentgate::ports::{CheckoutCommit, OrderFilter, Store};
+use agentgate::ports::{
+    CheckoutCommit, OrderFilter, OutboxFilter, OutboxKind, OutboxMessage, OutboxStatus, Store,
+};
 use agentgate::settings::{DynamoSettings, Settings, StoreKind};
 use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
 use serde_json::{json, Value};
@@ -142,6 +144,7 @@ fn commit_with(session: &CheckoutSession, events: usize, mandates: usize) -> Che
         },
         mandates: (0..mandates).map(|i| format!("h.p{i}.s")).collect(),
         idempotency: None,
+        outbox: Vec::new(),
         order,
     }
 }
@@ -164,8 +167,8 @@ type Item = std::collections::HashMap<String, AttributeValue>;
 
 // --------------------------------------------------------------- tests
 
-/// The helper creates the table the store and the template describe: both
-/// indexes, TTL on `ttl`, on-demand billing; and it refuses to create one
+/// The helper creates the table the store and the template describe: every
+/// index, TTL on `ttl`, on-demand billing; and it refuses to create one
 /// twice.
 #[tokio::test]
 async fn the_created_table_has_the_indexes_and_ttl() {
@@ -178,7 +181,7 @@ async fn the_created_table_has_the_indexes_and_ttl() {
         .filter_map(|i| i.index_name().map(str::to_owned))
         .collect();
     indexes.sort();
-    assert_eq!(indexes, ["by_owner", "by_time"]);
+    assert_eq!(indexes, ["by_owner", "by_time", "outbox_due"]);
     let billing = table.billing_mode_summary().and_then(|b| b.billing_mode()).cloned();
     assert_eq!(billing, Some(aws_sdk_dynamodb::types::BillingMode::PayPerRequest));
     let ttl = client.describe_time_to_live().table_name(&settings.table).send().await.unwrap();
@@ -245,6 +248,57 @@ async fn commits_beyond_one_transaction_are_refused_whole() {
     assert_eq!(store.order_events(&commit.order.id).await.unwrap().len(), 20);
     assert_eq!(store.order_mandates(&commit.order.id).await.unwrap(), commit.mandates);
     assert_eq!(store.get_stock(&sku("L49")).await.unwrap(), Some(9));
+}
+
+fn message(order: &OrderId, n: usize) -> OutboxMessage {
+    OutboxMessage {
+        id: format!("evt_{}_{n}", uuid::Uuid::now_v7().simple()),
+        kind: OutboxKind::OrderWebhook,
+        destination: "https://platform.example/hooks".into(),
+        payload: "{}".into(),
+        order_id: Some(order.clone()),
+        created_at: T0,
+    }
+}
+
+/// Outbox messages count toward the transaction limit like everything else
+/// written with the change: a commit or an order update that would need
+/// more than 100 items is refused whole, naming the limit.
+#[tokio::test]
+async fn outbox_messages_count_toward_the_transaction_limit() {
+    let Some(store) = fresh_store().await else { return };
+    let max_lines = agentgate::domain::cart::MAX_LINES;
+    let skus: Vec<String> = (0..max_lines).map(|i| format!("O{i}")).collect();
+    for s in &skus {
+        store.set_stock(&sku(s), 10).await.unwrap();
+    }
+    let lines: Vec<(&str, u32)> = skus.iter().map(|s| (s.as_str(), 1)).collect();
+
+    // 4 + 50 SKUs + 20 events + 25 mandates + 2 messages = 101.
+    let session = session_with(&lines);
+    store.insert_checkout(&session).await.unwrap();
+    let mut commit = commit_with(&session, 20, 25);
+    commit.outbox = (0..2).map(|i| message(&commit.order.id, i)).collect();
+    let err = store.commit_checkout(&commit).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidInput);
+    assert!(err.message().contains("101") && err.message().contains("100"), "{}", err.message());
+    assert_eq!(store.get_order(&commit.order.id).await.unwrap(), None);
+
+    // One message fewer fits, and the message is there.
+    commit.outbox.pop();
+    store.commit_checkout(&commit).await.unwrap();
+    let filter = OutboxFilter { order_id: Some(commit.order.id.clone()), ..Default::default() };
+    assert_eq!(store.outbox_entries(&filter).await.unwrap().len(), 1);
+
+    // An order update: the order + 100 messages is one item too many.
+    let order = store.get_order(&commit.order.id).await.unwrap().unwrap();
+    let many: Vec<_> = (0..100).map(|i| message(&order.value.id, i)).collect();
+    let err = store.update_order(&order.value, order.version, &[], &many).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidInput);
+    assert!(err.message().contains("100"), "{}", err.message());
+    assert_eq!(store.outbox_entries(&filter).await.unwrap().len(), 1, "nothing was written");
+    let v = store.update_order(&order.value, order.version, &[], &many[..99]).await.unwrap();
+    assert_eq!(v, order.version + 1);
 }
 
 /// A transaction cannot touch one item twice, so a SKU on two lines is
@@ -431,6 +485,22 @@ async fn a_checkout_runs_end_to_end_on_dynamodb() {
     let (status, _, read) =
         call(&r, "GET", &format!("/ucp/v1/orders/{order_id}"), None, None).await;
     assert_eq!((status, &read["checkout_id"]), (200, &json!(id)), "{read}");
+
+    // The buyer's confirmation was queued with the order in DynamoDB, and
+    // one outbox pass (what a Lambda write request runs after answering)
+    // delivers it.
+    let of_order = OutboxFilter { order_id: Some(order_id.clone()), ..OutboxFilter::default() };
+    let queued = store.outbox_entries(&of_order).await.unwrap();
+    assert!(
+        queued.iter().any(
+            |e| e.message.kind == OutboxKind::Notification && e.status == OutboxStatus::Pending
+        ),
+        "{queued:?}"
+    );
+    assert!(app.outbox.run_once().await.unwrap() >= 1);
+    let delivered = OutboxFilter { status: Some(OutboxStatus::Delivered), ..of_order };
+    let done = store.outbox_entries(&delivered).await.unwrap();
+    assert!(done.iter().any(|e| e.message.kind == OutboxKind::Notification), "{done:?}");
 
     // A new instance (a cold start on a fresh disk) keeps the sold stock.
     drop(app);

@@ -10,6 +10,16 @@ fn python_jose_mandates_are_accepted() {
     support::run_pytest("test_mandates_interop.py", &[]);
 }
 
+/// Stripe webhooks signed by the official `stripe` library's
+/// `WebhookSignature.generate_signature_header`, posted to the running
+/// binary with payments through Stripe: valid ones act once, duplicates
+/// and unknown types are acknowledged, forged, stale and unsigned ones are
+/// 400.
+#[test]
+fn stripe_library_signed_webhooks_are_verified() {
+    support::run_pytest("test_stripe_webhooks.py", &[]);
+}
+
 /// An agent built from the v0.2 section of `docs/mandates.md` with the PyPI
 /// `sd-jwt` library (on `jwcrypto`) gets its SD-JWT mandates accepted by
 /// `agentgate mandate verify-v2`, and tampered ones refused with their codes.

@@ -109,6 +109,7 @@ fn commit(s: &CheckoutSession, order: &str) -> CheckoutCommit {
         },
         mandates: vec!["a.b.c".into()],
         idempotency: None,
+        outbox: Vec::new(),
         order,
     }
 }

@@ -642,6 +642,47 @@ async fn declined_and_escalated_payments_answer_with_the_session() {
     assert_eq!(shop.app.payments.successful_charges(), 0);
 }
 
+/// The escalation an agent can follow: the continue_url is the sandbox's
+/// approval page; once the buyer opened it, completing again (with a new
+/// key) captures that payment into the order, without a second charge.
+#[tokio::test]
+async fn an_escalated_payment_completes_after_the_buyer_approves() {
+    let shop = shop().await;
+    let r = &shop.router;
+    let a =
+        create(&shop, &Opts::default(), &full_checkout_body(&[("v-organic-cotton-tee-black", 1)]))
+            .await;
+    let id = a.json["id"].as_str().unwrap().to_owned();
+    let complete = json!({"payment": {"instruments": [instrument("requires_action")]}});
+    let uri = format!("/ucp/v1/checkout-sessions/{id}/complete");
+    let a = call(r, Method::POST, &uri, &Opts::default().key(&fresh_key()), Some(&complete)).await;
+    assert_eq!(a.json["status"], "requires_escalation", "{a:?}");
+    assert!(a.json.get("order").is_none(), "no order before the payment: {a:?}");
+    let url = a.json["continue_url"].as_str().unwrap().to_owned();
+    let page_path = url.strip_prefix(&shop.app.gateway.settings().public_base_url).unwrap();
+
+    let page = call(r, Method::GET, page_path, &Opts::default(), None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(String::from_utf8_lossy(&page.bytes).contains("approved"));
+    let unknown =
+        call(r, Method::GET, "/sandbox/authenticate/sbx_ch_404", &Opts::default(), None).await;
+    assert_eq!(
+        (unknown.status, unknown.json["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+
+    let done =
+        call(r, Method::POST, &uri, &Opts::default().key(&fresh_key()), Some(&complete)).await;
+    assert_eq!(done.json["status"], "completed", "{done:?}");
+    assert!(done.json["order"]["id"].is_string());
+    if let Some(s) = Schemas::v4() {
+        s.response("complete_checkout", "200", &done.json);
+    }
+    assert_eq!(shop.app.payments.charge_attempts(), 1);
+    assert_eq!(shop.app.payments.successful_charges(), 1);
+}
+
 #[tokio::test]
 async fn a_repeat_replays_the_first_response_byte_for_byte() {
     let shop = shop().await;

@@ -6,7 +6,9 @@ pub mod catalog_import;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 pub mod keyfile;
+pub mod notify;
 pub mod payments;
 pub mod profile_fetcher;
 pub mod records;
 pub mod sqlite;
+pub mod webhooks;

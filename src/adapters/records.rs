@@ -25,14 +25,14 @@ use crate::domain::checkout::{
     PaymentSelection, PostalAddress, Severity, Totals,
 };
 use crate::domain::order::{
-    Fulfillment, FulfillmentStatus, LedgerKind, OrderEventKind, OrderLine, OrderStatus,
-    PaymentRecord,
+    Delivery, DeliveryMethod, Fulfillment, FulfillmentLine, FulfillmentStatus, LedgerKind,
+    OrderEventKind, OrderLine, OrderStatus, OrderWebhook, PaymentRecord,
 };
 use crate::domain::{
     Cart, CartId, CheckoutId, CheckoutSession, Currency, Error, ErrorCode, LedgerEntry, Money,
     Order, OrderEvent, OrderId, ProductId, Result, Sku, VariantId,
 };
-use crate::ports::CheckoutCommit;
+use crate::ports::{CheckoutCommit, OutboxMessage};
 
 /// The record shape version written by this build.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -679,6 +679,10 @@ pub struct FulfillmentRecord {
     pub carrier: Option<String>,
     pub tracking_number: Option<String>,
     pub tracking_url: Option<String>,
+    /// `(line position, units)`; absent in records written before lines
+    /// were tracked, which shipped the whole order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<(u32, u32)>,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
 }
@@ -695,6 +699,11 @@ impl From<&Fulfillment> for FulfillmentRecord {
             carrier: f.carrier.clone(),
             tracking_number: f.tracking_number.clone(),
             tracking_url: f.tracking_url.clone(),
+            lines: f
+                .lines
+                .iter()
+                .map(|l| (u32::try_from(l.line).unwrap_or(u32::MAX), l.quantity))
+                .collect(),
             updated_at: f.updated_at,
         }
     }
@@ -712,9 +721,50 @@ impl From<FulfillmentRecord> for Fulfillment {
             carrier: r.carrier,
             tracking_number: r.tracking_number,
             tracking_url: r.tracking_url,
+            lines: r
+                .lines
+                .into_iter()
+                .map(|(line, quantity)| FulfillmentLine { line: line as usize, quantity })
+                .collect(),
             updated_at: r.updated_at,
         }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    pub method: String,
+    pub destination: Option<PostalAddressRecord>,
+    pub description: Option<String>,
+}
+
+impl From<&Delivery> for DeliveryRecord {
+    fn from(d: &Delivery) -> Self {
+        Self {
+            method: d.method.as_str().to_owned(),
+            destination: d.destination.as_ref().map(Into::into),
+            description: d.description.clone(),
+        }
+    }
+}
+
+impl TryFrom<DeliveryRecord> for Delivery {
+    type Error = Error;
+
+    fn try_from(r: DeliveryRecord) -> Result<Self> {
+        Ok(Delivery {
+            method: DeliveryMethod::parse(&r.method).map_err(|e| corrupt("order delivery", e))?,
+            destination: r.destination.map(Into::into),
+            description: r.description,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderWebhookRecord {
+    pub url: String,
+    pub ucp_version: String,
+    pub capabilities: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -759,6 +809,11 @@ pub struct OrderRecord {
     pub fee: MoneyRecord,
     pub payment: PaymentRecordRecord,
     pub fulfillments: Vec<FulfillmentRecord>,
+    /// Absent in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<OrderWebhookRecord>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -779,6 +834,12 @@ impl From<&Order> for OrderRecord {
             fee: (&o.fee).into(),
             payment: (&o.payment).into(),
             fulfillments: o.fulfillments.iter().map(Into::into).collect(),
+            delivery: o.delivery.as_ref().map(Into::into),
+            webhook: o.webhook.as_ref().map(|w| OrderWebhookRecord {
+                url: w.url.clone(),
+                ucp_version: w.ucp_version.clone(),
+                capabilities: w.capabilities.clone(),
+            }),
             created_at: o.created_at,
             updated_at: o.updated_at,
         }
@@ -805,6 +866,12 @@ impl TryFrom<OrderRecord> for Order {
             r.created_at,
         );
         o.fulfillments = r.fulfillments.into_iter().map(Into::into).collect();
+        o.delivery = r.delivery.map(Delivery::try_from).transpose()?;
+        o.webhook = r.webhook.map(|w| OrderWebhook {
+            url: w.url,
+            ucp_version: w.ucp_version,
+            capabilities: w.capabilities,
+        });
         o.updated_at = r.updated_at;
         Ok(Order::restore(o, status))
     }
@@ -1000,6 +1067,34 @@ pub fn check_commit(commit: &CheckoutCommit) -> Result<()> {
         return Err(Error::invalid("the ledger entry belongs to another order"));
     }
     LedgerRecord::try_from(&commit.ledger)?;
+    check_outbox(Some(&commit.order.id), &commit.outbox)?;
+    Ok(())
+}
+
+/// Outbox messages a store is asked to write: each with an id unique in
+/// the batch, a destination, a JSON payload, and (when `order` is given)
+/// about that order.
+pub fn check_outbox(order: Option<&OrderId>, messages: &[OutboxMessage]) -> Result<()> {
+    let mut ids = std::collections::HashSet::new();
+    for m in messages {
+        if m.id.is_empty() || m.id.len() > 200 || !ids.insert(m.id.as_str()) {
+            return Err(Error::invalid("outbox messages need distinct ids of 1 to 200 bytes"));
+        }
+        if m.destination.is_empty() {
+            return Err(Error::invalid(format!("outbox message {} has no destination", m.id)));
+        }
+        if serde_json::from_str::<serde_json::Value>(&m.payload).is_err() {
+            return Err(Error::invalid(format!("outbox message {} is not JSON", m.id)));
+        }
+        if let (Some(order), Some(about)) = (order, &m.order_id) {
+            if order != about {
+                return Err(Error::invalid(format!(
+                    "outbox message {} is about another order",
+                    m.id
+                )));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -1126,11 +1221,33 @@ mod tests {
             carrier: Some("UPS".into()),
             tracking_number: None,
             tracking_url: Some("https://t.example/1".into()),
+            lines: vec![FulfillmentLine { line: 0, quantity: 2 }],
             updated_at: at(1_800_000_500),
         };
         order.fulfillments.push(fulfillment.clone());
         let back: Order = OrderRecord::from(&order).try_into().unwrap();
         assert_eq!(back, order);
+        // Delivery and the platform's webhook survive too; a record written
+        // before they existed reads with neither.
+        order.delivery = Some(Delivery {
+            method: DeliveryMethod::Pickup,
+            destination: None,
+            description: Some("Store pickup".into()),
+        });
+        order.webhook = Some(OrderWebhook {
+            url: "https://agent.example/hooks".into(),
+            ucp_version: "2026-04-08".into(),
+            capabilities: vec!["dev.ucp.shopping.order".into()],
+        });
+        let back: Order = OrderRecord::from(&order).try_into().unwrap();
+        assert_eq!(back, order);
+        let mut old = serde_json::to_value(OrderRecord::from(&order)).unwrap();
+        let fields = old.as_object_mut().unwrap();
+        fields.remove("delivery");
+        fields.remove("webhook");
+        let back: Order =
+            from_json::<OrderRecord>("order", &old.to_string()).unwrap().try_into().unwrap();
+        assert_eq!((back.delivery, back.webhook), (None, None));
 
         let kinds = [
             OrderEventKind::StatusChanged { from: None, to: OrderStatus::Paid },

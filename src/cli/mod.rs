@@ -2,6 +2,7 @@
 //! only; each command hands off to the library.
 
 pub mod catalog;
+pub mod demo;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 pub mod keys;
@@ -39,6 +40,12 @@ pub enum Command {
     #[cfg(feature = "aws")]
     #[command(subcommand)]
     Dynamodb(dynamodb::DynamodbCommand),
+    /// Watch an AI agent make a complete purchase over MCP against an
+    /// in-process gateway on the demo store (about a second, no network).
+    Demo(demo::DemoArgs),
+    /// Serve the MCP gateway tools on stdin/stdout, for a local MCP client
+    /// (Claude Desktop, Cursor, VS Code). Logs go to stderr.
+    Stdio(StdioArgs),
     /// Manage the embedded catalog.
     #[command(subcommand)]
     Catalog(catalog::CatalogCommand),
@@ -61,6 +68,22 @@ pub struct ServeArgs {
     /// Log format [default: human].
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StdioArgs {
+    /// Directory for the store and generated keys [default: ./data].
+    #[arg(long, env = "AGENTGATE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log format on stderr [default: human].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl StdioArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides { listen: None, data_dir: self.data_dir.clone(), log_format: self.log_format }
+    }
 }
 
 impl ServeArgs {
@@ -90,8 +113,15 @@ impl LambdaArgs {
 /// Sets up logging to stderr (stdout stays free for protocol traffic in
 /// stdio mode). `RUST_LOG` refines the default `info` level.
 pub fn init_logging(format: LogFormat) {
+    init_logging_at(format, "info");
+}
+
+/// [`init_logging`] with another default level (the demo prints its own
+/// story and logs only warnings unless `RUST_LOG` asks for more).
+pub fn init_logging_at(format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

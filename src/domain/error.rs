@@ -62,6 +62,8 @@ pub enum ErrorCode {
     PaymentDeclined,
     PaymentRequiresAction,
     PaymentFailed,
+    /// A processor webhook whose signature is missing, wrong or stale.
+    WebhookSignatureInvalid,
     // UCP negotiation (UCP 2026-04-08, "Negotiation" error codes).
     InvalidProfileUrl,
     ProfileUnreachable,
@@ -122,6 +124,7 @@ impl ErrorCode {
         Self::PaymentDeclined,
         Self::PaymentRequiresAction,
         Self::PaymentFailed,
+        Self::WebhookSignatureInvalid,
         Self::InvalidProfileUrl,
         Self::ProfileUnreachable,
         Self::ProfileMalformed,
@@ -180,6 +183,7 @@ impl ErrorCode {
             Self::PaymentDeclined => "payment_declined",
             Self::PaymentRequiresAction => "payment_requires_action",
             Self::PaymentFailed => "payment_failed",
+            Self::WebhookSignatureInvalid => "webhook_signature_invalid",
             Self::InvalidProfileUrl => "invalid_profile_url",
             Self::ProfileUnreachable => "profile_unreachable",
             Self::ProfileMalformed => "profile_malformed",
@@ -214,7 +218,8 @@ impl ErrorCode {
             | Self::MalformedJson
             | Self::IdempotencyKeyRequired
             | Self::InvalidCurrency
-            | Self::InvalidProfileUrl => 400,
+            | Self::InvalidProfileUrl
+            | Self::WebhookSignatureInvalid => 400,
             Self::Unauthorized => 401,
             Self::PaymentDeclined | Self::PaymentRequiresAction => 402,
             Self::Forbidden | Self::InsufficientScope => 403,

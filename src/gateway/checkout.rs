@@ -142,7 +142,10 @@ impl CheckoutView<'_> {
     }
 }
 
-fn method_of(s: &CheckoutSession, pickup: Option<&PickupLocation>) -> Option<MethodKind> {
+pub(super) fn method_of(
+    s: &CheckoutSession,
+    pickup: Option<&PickupLocation>,
+) -> Option<MethodKind> {
     match (&s.fulfillment.option_id, pickup) {
         (Some(id), Some(p)) if *id == p.id => Some(MethodKind::Pickup),
         _ if s.fulfillment.address.is_some() || s.fulfillment.option_id.is_some() => {
@@ -483,7 +486,7 @@ impl Gateway {
         said
     }
 
-    fn pickup_location(&self) -> Option<&PickupLocation> {
+    pub(super) fn pickup_location(&self) -> Option<&PickupLocation> {
         let shipping = &self.settings.shipping;
         shipping.pickup.as_ref().filter(|_| shipping.pickup_enabled)
     }

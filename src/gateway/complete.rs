@@ -56,12 +56,37 @@
 //! - finds a decline or a required action: it settles the session as the
 //!   first request would have.
 //!
+//! A session found back in `complete_in_progress` after a resume (below)
+//! recovers the same way: the charge key finds the captured payment, or
+//! the action still waiting, which sends the session back to escalation.
+//!
 //! Recovery never charges. The mandates are spent (their ids reserved) by
 //! the attempt that holds the lock, so a chain pays once even when its
 //! attempt is declined or rolled back: the agent asks for a new cart mandate
 //! and signs a new payment mandate. A recovered order keeps the mandates of
 //! the recovering request if they verify as of the lock instant; otherwise
 //! it is committed without them (and says so in the log).
+//!
+//! # Escalation
+//!
+//! A processor that needs the buyer (3-D Secure and the like) answers
+//! `RequiresAction` with a `continue_url`. The session goes to
+//! `requires_escalation` with that URL and **keeps the attempt's order id**,
+//! so the attempt's charge key stays known. The agent sends the buyer to
+//! the URL (the sandbox serves `/sandbox/authenticate/{reference}` itself)
+//! and completes again, with a new idempotency key. That completion takes
+//! the lock like a fresh attempt, keeping the order id, and asks the
+//! processor for the charge under the attempt's key: a payment still
+//! waiting is captured ([`Payments::capture`](crate::ports::Payments::capture),
+//! key `<checkout id>:capture:<order id>`), one already captured is
+//! committed, and one the buyer refused is settled as a decline. Nothing is
+//! charged anew. The mandates were spent by the attempt that escalated.
+//!
+//! If the agent edits the escalated session instead, the next completion is
+//! a fresh attempt with a new order id. Should the buyer still approve the
+//! abandoned payment at a processor that captures on approval, that charge
+//! has no attempt any more: the processor's webhook reports it and
+//! `Gateway::payment_succeeded` refunds it.
 //!
 //! # The receipt
 //!
@@ -93,7 +118,7 @@ use crate::ap2::sdjwt::{self, ChainPolicy};
 use crate::ap2::v02::{self, VerifiedMandates};
 use crate::ap2::{self, jws, Amount, ChainInput, MerchantIdentity, VerifiedChain, VerifyPolicy};
 use crate::domain::checkout::{Message, MessageType, Severity};
-use crate::domain::order::{OrderLine, PaymentRecord};
+use crate::domain::order::{Delivery, DeliveryMethod, OrderLine, OrderWebhook, PaymentRecord};
 use crate::domain::{
     CheckoutId, CheckoutSession, CheckoutStatus, Currency, Error, ErrorCode, Money, Order, OrderId,
     OrderStatus, Result, Sku,
@@ -102,8 +127,8 @@ use crate::policy::{
     CatalogItem, ClaimedCart, ClaimedLine, GuardrailInput, MerchantClaim, Repriced,
 };
 use crate::ports::{
-    ChargeOutcome, ChargeRequest, CheckoutCommit, OrderFilter, RefundRequest, StoredResponse,
-    Versioned,
+    CaptureRequest, ChargeOutcome, ChargeRequest, CheckoutCommit, OrderFilter, RefundRequest,
+    StoredResponse, Versioned,
 };
 use crate::ucp::profile::AP2_MANDATE;
 
@@ -218,6 +243,10 @@ pub struct CompleteRequest {
     /// The request's trace id (the `Request-Id`); a fresh one when empty.
     pub trace_id: String,
     pub render: Option<RenderResponse>,
+    /// Where the agent's platform wants this order's changes posted (its
+    /// negotiated UCP order capability's `webhook_url`). Kept on the order;
+    /// every change then adds a signed webhook to the outbox.
+    pub order_webhook: Option<OrderWebhook>,
 }
 
 impl fmt::Debug for CompleteRequest {
@@ -229,6 +258,7 @@ impl fmt::Debug for CompleteRequest {
             .field("idempotency_key", &self.idempotency_key)
             .field("trace_id", &self.trace_id)
             .field("render", &self.render.is_some())
+            .field("order_webhook", &self.order_webhook.as_ref().map(|w| &w.url))
             .finish()
     }
 }
@@ -308,6 +338,10 @@ impl Attempt {
         format!("{}:charge:{}", self.session.id, self.order_id)
     }
 
+    fn capture_key(&self) -> String {
+        format!("{}:capture:{}", self.session.id, self.order_id)
+    }
+
     fn refund_key(&self) -> String {
         format!("{}:refund:{}", self.session.id, self.order_id)
     }
@@ -340,6 +374,11 @@ impl Gateway {
             let step = match session.status() {
                 CheckoutStatus::Completed => return completion_of(self, session).await,
                 CheckoutStatus::CompleteInProgress => recover(self, &ctx, session, version).await,
+                // Escalated by the processor: the attempt waits for the
+                // buyer, and this completion finishes it.
+                CheckoutStatus::RequiresEscalation if session.order_id.is_some() => {
+                    resume(self, &ctx, session, version).await
+                }
                 CheckoutStatus::ReadyForComplete if !attempted => {
                     attempted = true;
                     attempt(self, &ctx, session, version).await
@@ -549,6 +588,59 @@ async fn recover(
     }
 }
 
+/// A session the processor escalated (`requires_escalation` with the
+/// attempt's order id): the buyer was sent to the `continue_url`, and this
+/// completion captures what they approved instead of charging anew (module
+/// docs, "Escalation").
+async fn resume(
+    gw: &Gateway,
+    ctx: &Ctx<'_>,
+    session: CheckoutSession,
+    version: u64,
+) -> Result<Completion> {
+    let now = gw.now();
+    if session.is_expired(now) {
+        return Err(Error::new(ErrorCode::SessionExpired, "the checkout session has expired"));
+    }
+    let order_id = session.order_id.clone().ok_or_else(|| {
+        Error::internal(format!("escalated checkout {} has no attempt", session.id))
+    })?;
+    // The mandates were spent by the attempt that escalated; the ones this
+    // request carries are kept for audit if they are that chain.
+    let mandates = recovered_mandates(gw, ctx, &session).await;
+    // Take the lock as a fresh attempt would, keeping the attempt's order
+    // id: escalation -> ready -> in progress, written once.
+    let mut locked = session.transition(CheckoutStatus::ReadyForComplete, now)?;
+    locked.messages.clear();
+    locked.continue_url = None;
+    let locked = locked.transition(CheckoutStatus::CompleteInProgress, now)?;
+    let version = gw.store.update_checkout(&locked, version).await?;
+    let attempt = Attempt { session: locked, version, order_id, mandates };
+    let outcome = match gw.payments.find_charge(&attempt.charge_key()).await? {
+        Some(ChargeOutcome::RequiresAction { reference, .. }) => {
+            let capture = CaptureRequest {
+                idempotency_key: attempt.capture_key(),
+                reference,
+                amount: attempt.total(),
+            };
+            // A failed call leaves the session locked; recovery asks the
+            // processor again once the lease ends.
+            gw.payments.capture(&capture).await?
+        }
+        // Captured already (a processor that captures on approval, or an
+        // earlier resume that died before its commit).
+        Some(outcome) => outcome,
+        None => {
+            // The processor never saw the attempt: nothing waits, so the
+            // checkout is simply ready again.
+            tracing::warn!(checkout = %attempt.session.id, order = %attempt.order_id, "escalated attempt unknown to the processor");
+            release(gw, &attempt, CheckoutStatus::ReadyForComplete, Vec::new(), None).await;
+            return Err(look_again());
+        }
+    };
+    settle(gw, ctx, attempt, outcome).await
+}
+
 /// Step 5's outcome: commit a success, release the lock on anything else.
 async fn settle(
     gw: &Gateway,
@@ -672,9 +764,17 @@ fn build_commit(
         },
         now,
     );
+    order.delivery = Some(delivery_of(gw, session));
+    order.webhook = ctx.request.order_webhook.clone();
     let created = order.created_event(&actor, &ctx.trace_id);
     let paid =
         order.transition(OrderStatus::Paid, &actor, "payment captured", &ctx.trace_id, now)?;
+    let events = vec![created, paid];
+    // Written with the order: the platform hears of it and the buyer gets
+    // a confirmation even if this process dies right after the commit.
+    let mut outbox = Vec::new();
+    outbox.extend(gw.webhook_message(&order, &events, now)?);
+    outbox.extend(gw.confirmation_message(&order, now)?);
     let completed = session.clone().transition(CheckoutStatus::Completed, now)?;
     let completion = build_completion(gw, completed, order, &attempt.mandates, &ctx.trace_id)?;
     let idempotency = match &ctx.request.render {
@@ -699,13 +799,31 @@ fn build_commit(
         session: completion.session.clone(),
         expected_version: attempt.version,
         order: completion.order.clone(),
-        events: vec![created, paid],
+        events,
         stock: stock.into_iter().collect(),
         ledger,
         mandates: attempt.mandates.clone(),
         idempotency,
+        outbox,
     };
     Ok((commit, completion))
+}
+
+/// How the order reaches the buyer, from the session's fulfillment choice.
+fn delivery_of(gw: &Gateway, session: &CheckoutSession) -> Delivery {
+    use crate::ucp::pricing::MethodKind;
+    if !session.requires_fulfillment() {
+        return Delivery { method: DeliveryMethod::Digital, destination: None, description: None };
+    }
+    let method = match super::checkout::method_of(session, gw.pickup_location()) {
+        Some(MethodKind::Pickup) => DeliveryMethod::Pickup,
+        _ => DeliveryMethod::Shipping,
+    };
+    Delivery {
+        method,
+        destination: session.fulfillment.address.clone(),
+        description: session.fulfillment.option_title.clone(),
+    }
 }
 
 /// The commit found the session changed since the lock: find out whether
@@ -818,8 +936,10 @@ async fn refund(gw: &Gateway, attempt: &Attempt, reference: &str, reason: &str) 
 }
 
 /// Releases the lock: the session leaves `complete_in_progress` for `to`
-/// without its attempt, carrying `messages`. A failure is only logged: the
-/// session then stays locked and recovery settles it the same way.
+/// without its attempt, carrying `messages`. Escalation is the exception:
+/// the attempt waits for the buyer, so the session keeps its order id and
+/// the next completion captures that payment. A failure is only logged:
+/// the session then stays locked and recovery settles it the same way.
 async fn release(
     gw: &Gateway,
     attempt: &Attempt,
@@ -828,7 +948,9 @@ async fn release(
     continue_url: Option<String>,
 ) {
     let mut session = attempt.session.clone();
-    session.order_id = None;
+    if to != CheckoutStatus::RequiresEscalation {
+        session.order_id = None;
+    }
     session.messages = messages;
     session.continue_url = continue_url;
     let written = match session.transition(to, gw.now()) {

@@ -11,14 +11,21 @@ mod complete;
 pub mod idempotency;
 pub mod lookup;
 mod mandates;
+mod negotiation;
 mod orders;
+mod outbox;
+mod payments;
 
 pub use complete::{
     CompleteRequest, Completion, MandateChain, Mandates, MandatesV02, ReceiptClaims,
     RenderResponse, RECEIPT_TYP,
 };
 pub use mandates::{CartMandate, SignedCheckout, CART_MANDATE_TTL};
-pub use orders::OrderView;
+pub use orders::{OrderActor, OrderView, ShipmentInput};
+pub use outbox::{
+    backoff, OutboxWorker, SIGNATURE_HEADER, WEBHOOK_ID_HEADER, WEBHOOK_TIMESTAMP_HEADER,
+};
+pub use payments::{EventEffect, PaymentEvent, PaymentEventKind};
 
 use std::sync::Arc;
 

@@ -115,6 +115,7 @@ pub async fn normalise_bare_errors(resp: Response) -> Response {
         StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
         StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
         StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
         StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => ErrorCode::Timeout,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
         s if s.is_server_error() => ErrorCode::Internal,

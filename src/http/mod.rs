@@ -7,7 +7,9 @@
 
 pub mod error;
 pub mod request_id;
+pub mod sandbox;
 pub mod ucp_rest;
+pub mod webhooks;
 pub mod well_known;
 
 use std::sync::Arc;
@@ -35,6 +37,8 @@ pub struct Docs {
 pub struct AppState {
     pub gateway: Arc<Gateway>,
     pub docs: Arc<Docs>,
+    /// What the MCP endpoints (`/mcp`, `/ucp/mcp`) share.
+    pub mcp: Arc<crate::mcp::Edge>,
 }
 
 impl AppState {
@@ -50,12 +54,14 @@ impl AppState {
             payment_processors: vec![gateway.payments().name()],
             ap2_mandate: settings.ap2_mandate_extension,
         };
+        let profile = business_profile(&input);
         let docs = Docs {
-            profile: StaticDoc::new(&business_profile(&input)),
+            profile: StaticDoc::new(&profile),
             profile_2026_01_11: StaticDoc::new(&business_profile_2026_01_11(&input)),
             jwks: StaticDoc::new(&jwks),
         };
-        Self { gateway, docs: Arc::new(docs) }
+        let mcp = crate::mcp::Edge::new(Arc::clone(&gateway), Arc::new(profile));
+        Self { gateway, docs: Arc::new(docs), mcp }
     }
 }
 
@@ -63,12 +69,20 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     let max_body = state.gateway.settings().max_body_bytes;
     let timeout = state.gateway.settings().request_timeout;
+    let mcp_gateway =
+        crate::mcp::transport::gateway_service(Arc::clone(&state.mcp), state.gateway.settings());
+    let mcp_ucp =
+        crate::mcp::transport::ucp_service(Arc::clone(&state.mcp), state.gateway.settings());
     let routes = Router::new()
         .route("/health", get(well_known::health))
         .route("/.well-known/ucp", get(well_known::ucp_profile))
         .route("/.well-known/ucp/2026-01-11", get(well_known::ucp_profile_2026_01_11))
         .route("/.well-known/jwks.json", get(well_known::jwks))
         .nest("/ucp/v1", ucp_rest::router())
+        .nest_service("/mcp", mcp_gateway)
+        .nest_service("/ucp/mcp", mcp_ucp)
+        .merge(sandbox::router())
+        .merge(webhooks::router())
         .fallback(error::not_found)
         .with_state(state);
     with_edge_layers(routes, max_body, timeout)

@@ -58,6 +58,7 @@ use super::error::{self, ApiError, ApiJson};
 use super::request_id;
 use super::AppState;
 use crate::domain::checkout::{Message, MessageType};
+use crate::domain::order::OrderWebhook;
 use crate::domain::{CartId, CheckoutId, CheckoutSession, Error, ErrorCode, OrderId, Result};
 use crate::gateway::idempotency::fingerprint;
 use crate::gateway::{
@@ -515,6 +516,19 @@ async fn complete_checkout(
     }
     let caller = ucp.caller.clone();
     let profile = ucp.profile.clone();
+    // The platform's order webhook, when it negotiated the order
+    // capability with one: every change of the order is posted there.
+    let order_webhook = ucp
+        .negotiated
+        .platform()
+        .webhook_url
+        .as_ref()
+        .filter(|_| ucp.negotiated.is_active(ORDER))
+        .map(|url| OrderWebhook {
+            url: url.to_string(),
+            ucp_version: version.as_str().to_owned(),
+            capabilities: ucp.names(Resource::Order),
+        });
     let resource = id.clone();
     run_idempotent(
         Arc::clone(&state.gateway),
@@ -541,6 +555,7 @@ async fn complete_checkout(
                 idempotency_key: held,
                 trace_id: request_id::current_request_id(),
                 render: Some(render),
+                order_webhook,
             };
             match gw.complete_checkout(&caller, &id, pipeline).await {
                 Ok(done) => (checkout_reply(&gw, version, &done.session, 200), Disposition::Keep),
@@ -860,13 +875,14 @@ async fn get_order(
     }
     let gw = &state.gateway;
     let result = match OrderId::parse(&id) {
-        Ok(id) => gw.get_order(&ucp.caller, &id).await.map(|v| v.order),
+        Ok(id) => gw.get_order(&ucp.caller, &id).await,
         Err(_) => Err(Error::not_found(format!("order {id} does not exist"))),
     };
     send(match result {
-        Ok(o) => {
+        Ok(view) => {
             let wire = v2026_04_08::order(
-                &o,
+                &view.order,
+                &view.events,
                 ucp.negotiated.ucp_response(Resource::Order),
                 &gw.settings().public_base_url,
                 ucp.version(),

@@ -20,15 +20,18 @@ use agentgate::domain::checkout::{
     AppliedDiscount, Buyer, FulfillmentSelection, Message, MessageType, PaymentSelection,
     PostalAddress, Severity,
 };
-use agentgate::domain::order::{Fulfillment, FulfillmentStatus, OrderLine, PaymentRecord};
+use agentgate::domain::order::{
+    Fulfillment, FulfillmentLine, FulfillmentStatus, OrderLine, PaymentRecord,
+};
 use agentgate::domain::{
     Cart, CartId, CheckoutId, CheckoutSession, CheckoutStatus, Currency, ErrorCode, LedgerEntry,
     LedgerKind, LineItem, Money, Order, OrderEvent, OrderEventKind, OrderId, OrderStatus,
     ProductId, Result, Sku, Totals, VariantId,
 };
 use agentgate::ports::{
-    CheckoutCommit, IdempotencyBegin, IdempotencyRecord, IdempotencyState, OrderFilter, Store,
-    StoredResponse, Versioned,
+    CheckoutCommit, IdempotencyBegin, IdempotencyRecord, IdempotencyState, OrderFilter,
+    OutboxEntry, OutboxFilter, OutboxKind, OutboxLease, OutboxMessage, OutboxResult, OutboxStatus,
+    Store, StoredResponse, Versioned,
 };
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
@@ -109,6 +112,12 @@ macro_rules! store_contract_tests {
             concurrent_decrements_never_oversell,
             concurrent_commits_never_oversell,
             discount_uses_count_completed_sessions,
+            webhook_events_can_be_forgotten_after_a_failure,
+            outbox_rows_commit_with_the_checkout_or_not_at_all,
+            outbox_rows_commit_with_the_order_update_or_not_at_all,
+            outbox_claims_are_exclusive_until_the_lease_runs_out,
+            outbox_results_settle_only_under_the_lease,
+            concurrent_outbox_claims_never_share_a_message,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -358,9 +367,31 @@ fn commit_for(session: &CheckoutSession, created_at: OffsetDateTime) -> Checkout
             "eyJhbGciOiJFUzI1NiJ9.pay.sig".into(),
         ],
         idempotency: None,
+        outbox: vec![outbox_message(&id, OutboxKind::OrderWebhook, created_at)],
         order,
         events,
     }
+}
+
+/// A message about `order`, due at `at`.
+fn outbox_message(order: &OrderId, kind: OutboxKind, at: OffsetDateTime) -> OutboxMessage {
+    OutboxMessage {
+        id: format!("evt_{}", unique()),
+        kind,
+        destination: match kind {
+            OutboxKind::OrderWebhook => "https://platform.example/hooks/orders".into(),
+            OutboxKind::Notification => "buyer@example.com".into(),
+        },
+        payload: format!("{{\"order\": \"{order}\", \"n\": 1}}"),
+        order_id: Some(order.clone()),
+        created_at: at,
+    }
+}
+
+/// Every message of `order`, as the store lists them.
+async fn outbox_of(store: &dyn Store, order: &OrderId) -> Vec<OutboxEntry> {
+    let filter = OutboxFilter { order_id: Some(order.clone()), ..OutboxFilter::default() };
+    store.outbox_entries(&filter).await.unwrap()
 }
 
 fn err_code<T: std::fmt::Debug>(result: Result<T>) -> ErrorCode {
@@ -379,6 +410,7 @@ struct Snapshot {
     stock: BTreeMap<String, Option<u32>>,
     ledger: Vec<LedgerEntry>,
     idempotency: Option<IdempotencyRecord>,
+    outbox: Vec<OutboxEntry>,
 }
 
 async fn snapshot(store: &dyn Store, commit: &CheckoutCommit) -> Snapshot {
@@ -396,6 +428,10 @@ async fn snapshot(store: &dyn Store, commit: &CheckoutCommit) -> Snapshot {
         stock,
         ledger: store.ledger_entries(far_past(), far_future(), None).await.unwrap(),
         idempotency: store.idempotency_get(&key).await.unwrap(),
+        outbox: store
+            .outbox_entries(&OutboxFilter { limit: 500, ..Default::default() })
+            .await
+            .unwrap(),
     }
 }
 
@@ -617,6 +653,7 @@ pub async fn commit_checkout_with_duplicate_order_id_writes_nothing(store: Arc<d
     commit.order = order_for(&second, clash.clone(), OrderStatus::Paid, T0);
     commit.events.iter_mut().for_each(|e| e.order_id = clash.clone());
     commit.ledger.order_id = clash.clone();
+    commit.outbox.iter_mut().for_each(|m| m.order_id = Some(clash.clone()));
     assert_refused(&*store, &commit, ErrorCode::AlreadyExists).await;
     assert_eq!(store.get_order(&clash).await.unwrap().unwrap().value, placed.order);
     assert_eq!(store.get_stock(&sku("A")).await.unwrap(), Some(9));
@@ -690,6 +727,7 @@ pub async fn order_round_trips_with_fulfillments(store: Arc<dyn Store>) {
         carrier: Some("UPS".into()),
         tracking_number: Some("1Z999".into()),
         tracking_url: Some("https://track.example/1Z999".into()),
+        lines: vec![FulfillmentLine { line: 0, quantity: 1 }],
         updated_at: T0 + Duration::days(1),
     };
     let pending = Fulfillment {
@@ -698,6 +736,7 @@ pub async fn order_round_trips_with_fulfillments(store: Arc<dyn Store>) {
         carrier: None,
         tracking_number: None,
         tracking_url: None,
+        lines: Vec::new(),
         updated_at: T0 + Duration::days(1),
     };
     order.fulfillments = vec![shipped.clone(), pending];
@@ -729,7 +768,7 @@ pub async fn order_round_trips_with_fulfillments(store: Arc<dyn Store>) {
             trace_id: "trace-3".into(),
         },
     ];
-    let v = store.update_order(&order, got.version, &events).await.unwrap();
+    let v = store.update_order(&order, got.version, &events, &[]).await.unwrap();
     let again = store.get_order(&order.id).await.unwrap().unwrap();
     assert_eq!(again, Versioned { value: order.clone(), version: v });
     assert_eq!(again.value.status(), OrderStatus::PartiallyFulfilled);
@@ -746,25 +785,28 @@ pub async fn order_update_and_events_are_atomic(store: Arc<dyn Store>) {
 
     let mut order = commit.order.clone();
     let event = order.transition(OrderStatus::Fulfilled, "ops", "shipped", "t", T0).unwrap();
-    let v2 = store.update_order(&order, v1, std::slice::from_ref(&event)).await.unwrap();
+    let v2 = store.update_order(&order, v1, std::slice::from_ref(&event), &[]).await.unwrap();
     assert!(v2 > v1);
 
     // A stale write changes neither the order nor the trail.
     let mut stale = commit.order.clone();
     let stale_event = stale.transition(OrderStatus::Canceled, "ops", "oops", "t", T0).unwrap();
     assert_eq!(
-        err_code(store.update_order(&stale, v1, std::slice::from_ref(&stale_event)).await),
+        err_code(store.update_order(&stale, v1, std::slice::from_ref(&stale_event), &[]).await),
         ErrorCode::VersionConflict
     );
     // Events about another order are refused before anything is written.
     let mut foreign = event.clone();
     foreign.order_id = order_id();
-    assert_eq!(err_code(store.update_order(&order, v2, &[foreign]).await), ErrorCode::InvalidInput);
+    assert_eq!(
+        err_code(store.update_order(&order, v2, &[foreign], &[]).await),
+        ErrorCode::InvalidInput
+    );
     let mut missing = stale.clone();
     missing.id = order_id();
     let missing_event = OrderEvent { order_id: missing.id.clone(), ..stale_event };
     assert_eq!(
-        err_code(store.update_order(&missing, 1, &[missing_event]).await),
+        err_code(store.update_order(&missing, 1, &[missing_event], &[]).await),
         ErrorCode::NotFound
     );
     assert!(store.order_events(&missing.id).await.unwrap().is_empty());
@@ -776,7 +818,7 @@ pub async fn order_update_and_events_are_atomic(store: Arc<dyn Store>) {
     assert_eq!(store.order_events(&order.id).await.unwrap(), want);
 
     // An update with no events is a plain compare-and-set.
-    let v3 = store.update_order(&order, v2, &[]).await.unwrap();
+    let v3 = store.update_order(&order, v2, &[], &[]).await.unwrap();
     assert!(v3 > v2);
     assert_eq!(store.order_events(&order.id).await.unwrap(), want);
 }
@@ -1233,4 +1275,231 @@ pub async fn discount_uses_count_completed_sessions(store: Arc<dyn Store>) {
     }
     assert_eq!(store.discount_uses(&code).await.unwrap(), 2);
     assert_eq!(store.discount_uses("SOMETHING-ELSE").await.unwrap(), 0);
+}
+
+// ---------------------------------------------------------------- webhooks
+
+pub async fn webhook_events_can_be_forgotten_after_a_failure(store: Arc<dyn Store>) {
+    let id = format!("evt_{}", unique());
+    assert!(store.mark_webhook_seen("stripe", &id).await.unwrap());
+    assert!(!store.mark_webhook_seen("stripe", &id).await.unwrap());
+    store.forget_webhook("stripe", &id).await.unwrap();
+    assert!(store.mark_webhook_seen("stripe", &id).await.unwrap(), "seen anew after forgetting");
+    // Forgetting is per source, and forgetting the unknown is harmless.
+    assert!(store.mark_webhook_seen("other", &id).await.unwrap());
+    store.forget_webhook("other", &id).await.unwrap();
+    assert!(!store.mark_webhook_seen("stripe", &id).await.unwrap());
+    store.forget_webhook("stripe", "never-seen").await.unwrap();
+}
+
+// ---------------------------------------------------------------- outbox
+
+/// The lease length the outbox cases use.
+const LEASE: Duration = Duration::seconds(30);
+
+pub async fn outbox_rows_commit_with_the_checkout_or_not_at_all(store: Arc<dyn Store>) {
+    let session = full_session(&[("A", 1)]);
+    prepare(&*store, &session, &[("A", 10)]).await;
+    let mut commit = commit_for(&session, T0);
+    commit.outbox.push(outbox_message(&commit.order.id, OutboxKind::Notification, T0));
+
+    // A failed commit (stale version) leaves no message behind.
+    let stale = CheckoutCommit { expected_version: 7, ..commit.clone() };
+    assert_eq!(err_code(store.commit_checkout(&stale).await), ErrorCode::VersionConflict);
+    assert!(outbox_of(&*store, &commit.order.id).await.is_empty());
+
+    store.commit_checkout(&commit).await.unwrap();
+    let entries = outbox_of(&*store, &commit.order.id).await;
+    let messages: Vec<_> = entries.iter().map(|e| e.message.clone()).collect();
+    let mut want = commit.outbox.clone();
+    want.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut got = messages.clone();
+    got.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(got, want, "every field round-trips");
+    for e in &entries {
+        assert_eq!(
+            (e.status, e.attempts, e.last_error.as_deref()),
+            (OutboxStatus::Pending, 0, None)
+        );
+        assert_eq!(e.next_attempt_at, e.message.created_at, "due at once");
+        assert_eq!(e.delivered_at, None);
+    }
+
+    // A message id is put-if-absent: a second commit reusing one writes
+    // nothing at all.
+    let other = full_session(&[("A", 1)]);
+    prepare(&*store, &other, &[]).await;
+    let mut second = commit_for(&other, T0);
+    second.outbox = vec![commit.outbox[0].clone()];
+    second.outbox[0].order_id = Some(second.order.id.clone());
+    assert_eq!(err_code(store.commit_checkout(&second).await), ErrorCode::AlreadyExists);
+    assert!(store.get_order(&second.order.id).await.unwrap().is_none());
+}
+
+pub async fn outbox_rows_commit_with_the_order_update_or_not_at_all(store: Arc<dyn Store>) {
+    let session = full_session(&[("A", 1)]);
+    prepare(&*store, &session, &[("A", 10)]).await;
+    let mut commit = commit_for(&session, T0);
+    commit.outbox.clear();
+    store.commit_checkout(&commit).await.unwrap();
+    let v1 = store.get_order(&commit.order.id).await.unwrap().unwrap().version;
+
+    let mut order = commit.order.clone();
+    let event = order.transition(OrderStatus::Fulfilled, "ops", "shipped", "t", T0).unwrap();
+    let message = outbox_message(&order.id, OutboxKind::OrderWebhook, T0 + Duration::hours(1));
+    // Stale: neither the order, nor the event, nor the message.
+    let stale = store
+        .update_order(&order, v1 + 5, std::slice::from_ref(&event), std::slice::from_ref(&message))
+        .await;
+    assert_eq!(err_code(stale), ErrorCode::VersionConflict);
+    assert!(outbox_of(&*store, &order.id).await.is_empty());
+    // A message about another order is refused before anything is written.
+    let foreign = OutboxMessage { order_id: Some(order_id()), ..message.clone() };
+    let refused = store.update_order(&order, v1, std::slice::from_ref(&event), &[foreign]).await;
+    assert_eq!(err_code(refused), ErrorCode::InvalidInput);
+
+    let v2 = store
+        .update_order(&order, v1, std::slice::from_ref(&event), std::slice::from_ref(&message))
+        .await
+        .unwrap();
+    assert!(v2 > v1);
+    let entries = outbox_of(&*store, &order.id).await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].message, message);
+
+    // Reusing the message id aborts the whole update.
+    let again = order.transition(OrderStatus::Delivered, "ops", "at the door", "t", T0).unwrap();
+    let dup = store.update_order(&order, v2, &[again], std::slice::from_ref(&message)).await;
+    assert_eq!(err_code(dup), ErrorCode::AlreadyExists);
+    let stored = store.get_order(&order.id).await.unwrap().unwrap();
+    assert_eq!((stored.version, stored.value.status()), (v2, OrderStatus::Fulfilled));
+}
+
+/// Commits an order with `n` webhook messages due at `T0`, and returns their ids.
+async fn order_with_messages(store: &dyn Store, n: usize) -> (OrderId, Vec<String>) {
+    let session = full_session(&[("A", 1)]);
+    prepare(store, &session, &[("A", 10)]).await;
+    let mut commit = commit_for(&session, T0);
+    commit.outbox =
+        (0..n).map(|_| outbox_message(&commit.order.id, OutboxKind::OrderWebhook, T0)).collect();
+    store.commit_checkout(&commit).await.unwrap();
+    let ids = commit.outbox.iter().map(|m| m.id.clone()).collect();
+    (commit.order.id, ids)
+}
+
+/// Claims of the messages of `order` at `now` (other orders' messages may
+/// share the store).
+async fn claim_of(store: &dyn Store, order: &OrderId, now: OffsetDateTime) -> Vec<OutboxLease> {
+    let all = store.claim_outbox(now, LEASE, 1000).await.unwrap();
+    all.into_iter().filter(|l| l.message.order_id.as_ref() == Some(order)).collect()
+}
+
+pub async fn outbox_claims_are_exclusive_until_the_lease_runs_out(store: Arc<dyn Store>) {
+    let (order, ids) = order_with_messages(&*store, 2).await;
+    // Not due before its time.
+    assert!(claim_of(&*store, &order, T0 - Duration::seconds(1)).await.is_empty());
+    let now = T0 + Duration::seconds(1);
+    let first = claim_of(&*store, &order, now).await;
+    let mut claimed: Vec<_> = first.iter().map(|l| l.message.id.clone()).collect();
+    claimed.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(claimed, want);
+    for l in &first {
+        assert_eq!(l.attempts, 0);
+        assert_eq!(l.until, now + LEASE);
+        assert!(!l.token.is_empty());
+    }
+    assert_ne!(first[0].token, first[1].token, "each message has its own token");
+    // Leased: nobody else gets them, even later within the lease.
+    assert!(claim_of(&*store, &order, now + LEASE - Duration::seconds(1)).await.is_empty());
+    // After the lease the messages are due again, under new tokens.
+    let later = now + LEASE + Duration::seconds(1);
+    let second = claim_of(&*store, &order, later).await;
+    assert_eq!(second.len(), 2);
+    assert!(second.iter().all(|l| first.iter().all(|f| f.token != l.token)));
+    // The first worker, whose lease ran out, cannot settle them.
+    for l in &first {
+        assert_eq!(
+            err_code(store.finish_outbox(l, &OutboxResult::Delivered).await),
+            ErrorCode::VersionConflict
+        );
+    }
+    // A limit is honoured.
+    let (other, _) = order_with_messages(&*store, 3).await;
+    let some = store.claim_outbox(T0 + Duration::seconds(2), LEASE, 1).await.unwrap();
+    assert_eq!(some.len(), 1);
+    let _ = other;
+}
+
+pub async fn outbox_results_settle_only_under_the_lease(store: Arc<dyn Store>) {
+    let (order, ids) = order_with_messages(&*store, 3).await;
+    let now = T0 + Duration::seconds(1);
+    let leases = claim_of(&*store, &order, now).await;
+    assert_eq!(leases.len(), 3);
+    let by_id = |id: &str| leases.iter().find(|l| l.message.id == id).unwrap().clone();
+    let (delivered, retried, dead) = (by_id(&ids[0]), by_id(&ids[1]), by_id(&ids[2]));
+    let retry_at = now + Duration::minutes(5);
+
+    store.finish_outbox(&delivered, &OutboxResult::Delivered).await.unwrap();
+    let retry = OutboxResult::Retry { at: retry_at, error: "the endpoint answered 503".into() };
+    store.finish_outbox(&retried, &retry).await.unwrap();
+    store.finish_outbox(&dead, &OutboxResult::Dead { error: "gave up".into() }).await.unwrap();
+    // Settled once: the same lease cannot settle again.
+    assert_eq!(
+        err_code(store.finish_outbox(&delivered, &OutboxResult::Delivered).await),
+        ErrorCode::VersionConflict
+    );
+
+    let entries = outbox_of(&*store, &order).await;
+    let entry = |id: &str| entries.iter().find(|e| e.message.id == id).unwrap().clone();
+    let d = entry(&ids[0]);
+    assert_eq!((d.status, d.attempts), (OutboxStatus::Delivered, 1));
+    assert!(d.delivered_at.is_some());
+    let r = entry(&ids[1]);
+    assert_eq!((r.status, r.attempts, r.next_attempt_at), (OutboxStatus::Pending, 1, retry_at));
+    assert_eq!(r.last_error.as_deref(), Some("the endpoint answered 503"));
+    let x = entry(&ids[2]);
+    assert_eq!(
+        (x.status, x.attempts, x.last_error.as_deref()),
+        (OutboxStatus::Dead, 1, Some("gave up"))
+    );
+    let dead_only =
+        OutboxFilter { order_id: Some(order.clone()), status: Some(OutboxStatus::Dead), limit: 0 };
+    assert_eq!(store.outbox_entries(&dead_only).await.unwrap().len(), 1);
+
+    // Only the retried one comes back, and only when it is due.
+    assert!(claim_of(&*store, &order, retry_at - Duration::seconds(1)).await.is_empty());
+    let again = claim_of(&*store, &order, retry_at).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].message.id.as_str(), again[0].attempts), (ids[1].as_str(), 1));
+    store.finish_outbox(&again[0], &OutboxResult::Delivered).await.unwrap();
+    assert!(claim_of(&*store, &order, retry_at + Duration::days(1)).await.is_empty());
+}
+
+pub async fn concurrent_outbox_claims_never_share_a_message(store: Arc<dyn Store>) {
+    let (order, ids) = order_with_messages(&*store, 12).await;
+    let workers = 8;
+    let barrier = Arc::new(Barrier::new(workers));
+    let now = T0 + Duration::seconds(1);
+    let tasks: Vec<_> = (0..workers)
+        .map(|_| {
+            let (store, barrier, order) = (Arc::clone(&store), barrier.clone(), order.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let all = store.claim_outbox(now, LEASE, 3).await.unwrap();
+                all.into_iter()
+                    .filter(|l| l.message.order_id.as_ref() == Some(&order))
+                    .map(|l| l.message.id)
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for t in tasks {
+        claimed.extend(t.await.unwrap());
+    }
+    let distinct: std::collections::HashSet<_> = claimed.iter().collect();
+    assert_eq!(distinct.len(), claimed.len(), "a message was leased twice: {claimed:?}");
+    assert_eq!(claimed.len(), ids.len(), "eight workers taking three each cover all twelve");
 }

@@ -97,6 +97,12 @@ impl Key {
         Key::new(format!("LEDGER#{id}"), "LEDGER")
     }
 
+    /// An outbox message. Keyed by its id alone, so an id is unique across
+    /// every order (put-if-absent, as the port requires).
+    pub fn outbox(id: &str) -> Result<Key> {
+        Key::new(format!("OUTBOX#{id}"), "OUTBOX")
+    }
+
     /// How many completed checkouts applied a discount code.
     pub fn discount_uses(code: &str) -> Result<Key> {
         Key::new(format!("DISCOUNT#{code}"), "USES")
@@ -130,6 +136,11 @@ pub const MANDATE_PREFIX: &str = "MANDATE#";
 pub const ORDERS_BY_TIME: &str = "ORDER";
 /// `time_pk` of ledger entries in the `by_time` index.
 pub const LEDGER_BY_TIME: &str = "LEDGER";
+
+/// `time_pk` of outbox messages in the `by_time` index (by creation time).
+pub const OUTBOX_BY_TIME: &str = "OUTBOX";
+/// `due_pk` of pending outbox messages in the sparse `outbox_due` index.
+pub const OUTBOX_DUE: &str = "DUE";
 
 /// `owner_pk` of an owner's orders in the `by_owner` index.
 pub fn owner_partition(owner: &str) -> String {
@@ -262,6 +273,7 @@ mod tests {
             Key::ledger("x").unwrap(),
             Key::stock_seed("x").unwrap(),
             Key::discount_uses("x").unwrap(),
+            Key::outbox("x").unwrap(),
             Key::health(),
         ];
         for (i, a) in keys.iter().enumerate() {

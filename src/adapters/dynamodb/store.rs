@@ -49,12 +49,13 @@ use time::OffsetDateTime;
 use super::item::{
     get_b, get_n, get_s, n, nanos, nanos_clamped, owner_partition, s, time_key, time_sort_key,
     ttl_seconds, Item, Key, EVENT_PREFIX, LEDGER_BY_TIME, MANDATE_PREFIX, ORDERS_BY_TIME,
+    OUTBOX_BY_TIME, OUTBOX_DUE,
 };
 use super::retry::{cancellation_is_transient, classify, describe, Backoff, Failure};
-use super::table::{Index, BY_OWNER, BY_TIME, PK, SK, TTL};
+use super::table::{Index, BY_OWNER, BY_TIME, OUTBOX_DUE as DUE_INDEX, PK, SK, TTL};
 use crate::adapters::records::{
-    check_commit, check_events, from_json, to_json, CartRecord, CheckoutRecord, LedgerRecord,
-    OrderEventRecord, OrderRecord,
+    check_commit, check_events, check_outbox, from_json, to_json, CartRecord, CheckoutRecord,
+    LedgerRecord, OrderEventRecord, OrderRecord,
 };
 use crate::domain::{
     Cart, CartId, CheckoutId, CheckoutSession, Currency, Error, ErrorCode, LedgerEntry, Order,
@@ -62,6 +63,7 @@ use crate::domain::{
 };
 use crate::ports::{
     CheckoutCommit, Clock, IdempotencyBegin, IdempotencyRecord, IdempotencyState, OrderFilter,
+    OutboxEntry, OutboxFilter, OutboxKind, OutboxLease, OutboxMessage, OutboxResult, OutboxStatus,
     Store, StoredResponse, SystemClock, Versioned,
 };
 
@@ -75,11 +77,12 @@ pub const MAX_LIST_LIMIT: u32 = 500;
 pub const DEFAULT_LIST_LIMIT: u32 = 50;
 
 /// Items a checkout commit writes besides one per distinct SKU, event,
-/// mandate and discount code: the session, the order, the checkout's order
+/// mandate, discount code and outbox message: the session, the order, the checkout's order
 /// guard, the ledger entry and the idempotency record. A cart holds at most
 /// `domain::cart::MAX_LINES` (50) lines, so a full cart leaves 45 items for
-/// events, mandates and codes; the pipeline writes two events, two or three
-/// mandates and rarely more than one code.
+/// events, mandates, codes and outbox messages; the pipeline writes two
+/// events, two or three mandates, rarely more than one code, and at most two
+/// outbox messages (the order webhook and the confirmation).
 pub const COMMIT_FIXED_ITEMS: usize = 5;
 
 // Attribute names beside the keys.
@@ -99,6 +102,16 @@ const STATE: &str = "state";
 const KEEP_UNTIL: &str = "keep_until";
 const SEEN_AT: &str = "seen_at";
 const USES: &str = "uses";
+const ID: &str = "id";
+const KIND: &str = "kind";
+const DESTINATION: &str = "destination";
+const PAYLOAD: &str = "payload";
+const ATTEMPTS: &str = "attempts";
+const NEXT_ATTEMPT_AT: &str = "next_attempt_at";
+const LEASE_TOKEN: &str = "lease_token";
+const LEASE_UNTIL: &str = "lease_until";
+const LAST_ERROR: &str = "last_error";
+const DELIVERED_AT: &str = "delivered_at";
 
 const IN_PROGRESS: &str = "in_progress";
 const COMPLETED: &str = "completed";
@@ -155,6 +168,7 @@ enum Role {
     Ledger(String),
     Mandate,
     DiscountUse,
+    Outbox(String),
     Idempotency,
 }
 
@@ -438,6 +452,50 @@ impl DynamoStore {
         self.query_all(req, None).await
     }
 
+    /// Leases one outbox message if it is still pending, due and unleased
+    /// at `now` (a conditional update on the item); `None` when another
+    /// worker took it first or it was settled meanwhile.
+    async fn lease_outbox(
+        &self,
+        id: &str,
+        now: i64,
+        until: OffsetDateTime,
+        until_n: i64,
+    ) -> Result<Option<OutboxLease>> {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let req = self
+            .client
+            .update_item()
+            .table_name(&*self.table)
+            .set_key(Some(Key::outbox(id)?.item()))
+            .update_expression("SET #tok = :tok, #lu = :until")
+            .condition_expression(
+                "#status = :pending AND #next <= :now AND (attribute_not_exists(#lu) OR #lu <= :now)",
+            )
+            .expression_attribute_names("#tok", LEASE_TOKEN)
+            .expression_attribute_names("#lu", LEASE_UNTIL)
+            .expression_attribute_names("#status", STATUS)
+            .expression_attribute_names("#next", NEXT_ATTEMPT_AT)
+            .expression_attribute_values(":tok", s(&token))
+            .expression_attribute_values(":until", n(until_n))
+            .expression_attribute_values(":pending", s(OutboxStatus::Pending.as_str()))
+            .expression_attribute_values(":now", n(now))
+            .return_values(ReturnValue::AllNew);
+        match self.send(Resend::OnlyIfThrottled, || req.clone().send()).await {
+            Ok(out) => {
+                let (entry, _) = outbox_entry(&out.attributes.unwrap_or_default())?;
+                Ok(Some(OutboxLease {
+                    message: entry.message,
+                    attempts: entry.attempts,
+                    token,
+                    until,
+                }))
+            }
+            Err(e) if is_condition_failure(&e) => Ok(None),
+            Err(e) => Err(failed("UpdateItem", &e)),
+        }
+    }
+
     // ------------------------------------------------------------ items
 
     fn put(&self, item: Item, condition: Condition) -> Result<TransactWriteItem> {
@@ -571,6 +629,10 @@ impl DynamoStore {
                 .map_err(build_failed)?;
             items.push(TransactWriteItem::builder().update(update).build());
             roles.push(Role::DiscountUse);
+        }
+        for message in &commit.outbox {
+            items.push(self.put(outbox_item(message)?, Condition::Absent)?);
+            roles.push(Role::Outbox(message.id.clone()));
         }
         if let Some((key, response)) = idempotency {
             items.push(self.complete_idempotency_item(key, response, now)?);
@@ -718,6 +780,74 @@ fn ledger_item(entry: &LedgerEntry) -> Result<Item> {
     item.insert(CURRENCY.into(), s(&record.currency));
     item.insert(BODY.into(), s(to_json("ledger entry", &record)?));
     Ok(item)
+}
+
+/// A new outbox message: pending, due at its creation, listed in `by_time`
+/// and claimable through `outbox_due`.
+fn outbox_item(message: &OutboxMessage) -> Result<Item> {
+    let id = message.id.as_str();
+    let created = nanos(message.created_at)?;
+    let mut item = Key::outbox(id)?.item();
+    item.insert(ID.into(), s(id));
+    item.insert(KIND.into(), s(message.kind.as_str()));
+    item.insert(DESTINATION.into(), s(&message.destination));
+    item.insert(PAYLOAD.into(), s(&message.payload));
+    if let Some(order) = &message.order_id {
+        item.insert(ORDER_ID.into(), s(order.as_str()));
+    }
+    item.insert(CREATED_AT.into(), n(created));
+    item.insert(STATUS.into(), s(OutboxStatus::Pending.as_str()));
+    item.insert(ATTEMPTS.into(), n(0));
+    item.insert(NEXT_ATTEMPT_AT.into(), n(created));
+    item.insert(BY_TIME.pk.into(), s(OUTBOX_BY_TIME));
+    item.insert(BY_TIME.sk.into(), s(time_sort_key(created, id)));
+    item.insert(DUE_INDEX.pk.into(), s(OUTBOX_DUE));
+    item.insert(DUE_INDEX.sk.into(), s(time_sort_key(created, id)));
+    Ok(item)
+}
+
+/// An outbox item read back, with its lease token when it has one.
+fn outbox_entry(item: &Item) -> Result<(OutboxEntry, Option<String>)> {
+    const W: &str = "outbox message";
+    let optional_s = |name: &str| -> Result<Option<String>> {
+        match item.get(name) {
+            None => Ok(None),
+            Some(_) => get_s(item, name, W).map(|v| Some(v.to_owned())),
+        }
+    };
+    let time = |name: &str| -> Result<OffsetDateTime> {
+        let nanos: i64 = get_n(item, name, W)?;
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
+            .map_err(|e| Error::internal(format!("corrupt stored {W}: attribute {name}: {e}")))
+    };
+    let message = OutboxMessage {
+        id: get_s(item, ID, W)?.to_owned(),
+        kind: OutboxKind::parse(get_s(item, KIND, W)?).map_err(corrupt_outbox)?,
+        destination: get_s(item, DESTINATION, W)?.to_owned(),
+        payload: get_s(item, PAYLOAD, W)?.to_owned(),
+        order_id: optional_s(ORDER_ID)?
+            .map(|o| OrderId::parse(&o))
+            .transpose()
+            .map_err(corrupt_outbox)?,
+        created_at: time(CREATED_AT)?,
+    };
+    let entry = OutboxEntry {
+        message,
+        status: OutboxStatus::parse(get_s(item, STATUS, W)?).map_err(corrupt_outbox)?,
+        attempts: get_n(item, ATTEMPTS, W)?,
+        next_attempt_at: time(NEXT_ATTEMPT_AT)?,
+        last_error: optional_s(LAST_ERROR)?,
+        delivered_at: match item.get(DELIVERED_AT) {
+            None => None,
+            Some(_) => Some(time(DELIVERED_AT)?),
+        },
+    };
+    Ok((entry, optional_s(LEASE_TOKEN)?))
+}
+
+/// A stored outbox value this build cannot read is damage, not bad input.
+fn corrupt_outbox(e: Error) -> Error {
+    Error::internal(format!("corrupt stored outbox message: {e}"))
 }
 
 fn complete_names() -> std::collections::HashMap<String, String> {
@@ -877,37 +1007,50 @@ impl Store for DynamoStore {
         items.iter().map(|item| get_s(item, TOKEN, "order mandate").map(str::to_owned)).collect()
     }
 
-    /// Without events, a conditional put; with them, one transaction of the
-    /// order's compare-and-set and a put-if-absent per event.
+    /// Without events or messages, a conditional put; with them, one
+    /// transaction of the order's compare-and-set, a put-if-absent per event
+    /// and a put-if-absent per outbox message.
     async fn update_order(
         &self,
         order: &Order,
         expected: u64,
         events: &[OrderEvent],
+        outbox: &[OutboxMessage],
     ) -> Result<u64> {
         check_events(&order.id, events)?;
+        check_outbox(Some(&order.id), outbox)?;
         let id = order.id.as_str();
         let key = Key::order(id)?;
         let Some(next) = expected.checked_add(1) else {
             return Err(self.cas_miss(&key, "order", id).await);
         };
         let item = order_item(order, next)?;
-        if events.is_empty() {
+        if events.is_empty() && outbox.is_empty() {
             self.put_if_version(&key, item, expected, "order", id).await?;
             return Ok(next);
         }
-        if events.len() + 1 > MAX_TRANSACTION_ITEMS {
-            return Err(too_many_items(events.len() + 1));
+        // Counted before anything is built or sent, so an oversized update
+        // is refused whole with the limit in its message.
+        let count = 1 + events.len() + outbox.len();
+        if count > MAX_TRANSACTION_ITEMS {
+            return Err(too_many_items(count));
         }
         let mut items = vec![self.put(item, Condition::Version(expected))?];
         for (index, event) in events.iter().enumerate() {
             items.push(self.put(event_item(event, next, index)?, Condition::Absent)?);
+        }
+        for message in outbox {
+            items.push(self.put(outbox_item(message)?, Condition::Absent)?);
         }
         match self.transact(items).await {
             Ok(()) => Ok(next),
             Err(TxFailure::Failed(e)) => Err(e),
             Err(TxFailure::Canceled(reasons)) => match first_failed_condition(&reasons) {
                 Some(0) => Err(self.cas_miss(&key, "order", id).await),
+                Some(i) if i > events.len() => {
+                    let message = outbox.get(i - 1 - events.len()).map_or("?", |m| m.id.as_str());
+                    Err(already_exists("outbox message", message))
+                }
                 Some(_) => Err(already_exists("an event of order", id)),
                 None => Err(Error::store(format!("order update cancelled: {}", codes(&reasons)))),
             },
@@ -1054,6 +1197,20 @@ impl Store for DynamoStore {
         }
     }
 
+    async fn forget_webhook(&self, source: &str, event_id: &str) -> Result<()> {
+        // Unconditional, so resending after an ambiguous failure is safe,
+        // and forgetting an id never seen is no error (as in SQLite).
+        let req = self
+            .client
+            .delete_item()
+            .table_name(&*self.table)
+            .set_key(Some(Key::webhook(source, event_id)?.item()));
+        self.send(Resend::Always, || req.clone().send())
+            .await
+            .map_err(|e| failed("DeleteItem", &e))?;
+        Ok(())
+    }
+
     async fn set_stock(&self, sku: &Sku, quantity: u32) -> Result<()> {
         let mut item = Key::stock(sku.as_str())?.item();
         item.insert(QUANTITY.into(), n(quantity));
@@ -1176,9 +1333,10 @@ impl Store for DynamoStore {
     /// One `TransactWriteItems` of, in this order: the session's
     /// compare-and-set, a conditional decrement per distinct SKU, the order
     /// and its checkout guard (put-if-absent), the events, the ledger entry,
-    /// the mandates, a use count per discount code, and the idempotency
-    /// response. That is [`COMMIT_FIXED_ITEMS`] + SKUs + events + mandates +
-    /// codes items, at most
+    /// the mandates, a use count per discount code, the outbox messages
+    /// (put-if-absent), and the idempotency response. That is
+    /// [`COMMIT_FIXED_ITEMS`] + SKUs + events + mandates + codes + messages
+    /// items, at most
     /// [`MAX_TRANSACTION_ITEMS`]; a larger commit is refused before anything
     /// is written.
     ///
@@ -1228,6 +1386,7 @@ impl Store for DynamoStore {
                     format!("order {order} or an order for checkout {session} already exists"),
                 ),
                 Some(Role::Ledger(id)) => already_exists("ledger entry", id),
+                Some(Role::Outbox(id)) => already_exists("outbox message", id),
                 Some(Role::Event | Role::Mandate | Role::DiscountUse) => {
                     already_exists("an event or mandate of order", order)
                 }
@@ -1235,6 +1394,172 @@ impl Store for DynamoStore {
             };
             return Err(error);
         }
+    }
+    /// Reads candidates from the sparse `outbox_due` index (pending, due by
+    /// `now`, no live lease), then takes each with a conditional update
+    /// that re-checks all three on the item itself. The index is eventually
+    /// consistent and other workers read it too, so the conditional update,
+    /// not the query, is what makes a lease exclusive: of two workers
+    /// racing for one message, one update fails its condition and that
+    /// worker moves on to the next candidate.
+    async fn claim_outbox(
+        &self,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: u32,
+    ) -> Result<Vec<OutboxLease>> {
+        let now_n = nanos_clamped(now);
+        let until = now + lease;
+        let until_n = nanos(until)?;
+        let limit = limit.max(1) as usize;
+        // Sort keys of messages due at `now` or before sort below the bare
+        // time key of the next nanosecond.
+        let bound = time_key(now_n.saturating_add(1));
+        let request = self
+            .client
+            .query()
+            .table_name(&*self.table)
+            .index_name(DUE_INDEX.name)
+            .key_condition_expression("#dpk = :due AND #dsk < :bound")
+            .filter_expression("attribute_not_exists(#lu) OR #lu <= :now")
+            .expression_attribute_names("#dpk", DUE_INDEX.pk)
+            .expression_attribute_names("#dsk", DUE_INDEX.sk)
+            .expression_attribute_names("#lu", LEASE_UNTIL)
+            .expression_attribute_values(":due", s(OUTBOX_DUE))
+            .expression_attribute_values(":bound", s(bound))
+            .expression_attribute_values(":now", n(now_n));
+        let mut leases = Vec::new();
+        let mut start: Option<Item> = None;
+        'pages: loop {
+            let req = request.clone().set_exclusive_start_key(start.take());
+            let page = self
+                .send(Resend::Always, || req.clone().send())
+                .await
+                .map_err(|e| failed("Query", &e))?;
+            for candidate in page.items.unwrap_or_default() {
+                let id = get_s(&candidate, ID, "outbox message")?.to_owned();
+                if let Some(lease) = self.lease_outbox(&id, now_n, until, until_n).await? {
+                    leases.push(lease);
+                    if leases.len() >= limit {
+                        break 'pages;
+                    }
+                }
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        leases.sort_by(|a, b| {
+            (a.message.created_at, &a.message.id).cmp(&(b.message.created_at, &b.message.id))
+        });
+        Ok(leases)
+    }
+
+    /// Only under the lease's token while pending, as in SQLite; a message
+    /// that leaves the pending state also leaves the `outbox_due` index.
+    async fn finish_outbox(&self, lease: &OutboxLease, result: &OutboxResult) -> Result<()> {
+        let id = lease.message.id.as_str();
+        let mut names: Vec<(&str, &str)> = vec![
+            ("#status", STATUS),
+            ("#tok", LEASE_TOKEN),
+            ("#lu", LEASE_UNTIL),
+            ("#att", ATTEMPTS),
+            ("#dsk", DUE_INDEX.sk),
+        ];
+        let mut values = Item::from([
+            (":pending".to_owned(), s(OutboxStatus::Pending.as_str())),
+            (":tok".to_owned(), s(&lease.token)),
+            (":one".to_owned(), n(1)),
+        ]);
+        let update = match result {
+            // DynamoDB refuses a name the expressions do not use, so
+            // `#dpk` is named only by the results that take the message out
+            // of the due index.
+            OutboxResult::Delivered => {
+                names.push(("#dat", DELIVERED_AT));
+                names.push(("#dpk", DUE_INDEX.pk));
+                values.insert(":status".into(), s(OutboxStatus::Delivered.as_str()));
+                values.insert(":dat".into(), n(self.now()));
+                "SET #status = :status, #att = #att + :one, #dat = :dat \
+                 REMOVE #tok, #lu, #dpk, #dsk"
+            }
+            OutboxResult::Retry { at, error } => {
+                let at = nanos(*at)?;
+                names.push(("#next", NEXT_ATTEMPT_AT));
+                names.push(("#err", LAST_ERROR));
+                values.insert(":next".into(), n(at));
+                values.insert(":err".into(), s(error));
+                values.insert(":dsk".into(), s(time_sort_key(at, id)));
+                "SET #att = #att + :one, #next = :next, #err = :err, #dsk = :dsk \
+                 REMOVE #tok, #lu"
+            }
+            OutboxResult::Dead { error } => {
+                names.push(("#err", LAST_ERROR));
+                names.push(("#dpk", DUE_INDEX.pk));
+                values.insert(":status".into(), s(OutboxStatus::Dead.as_str()));
+                values.insert(":err".into(), s(error));
+                "SET #status = :status, #att = #att + :one, #err = :err \
+                 REMOVE #tok, #lu, #dpk, #dsk"
+            }
+        };
+        let names = names
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect::<BTreeMap<_, _>>();
+        let req = self
+            .client
+            .update_item()
+            .table_name(&*self.table)
+            .set_key(Some(Key::outbox(id)?.item()))
+            .update_expression(update)
+            .condition_expression("#status = :pending AND #tok = :tok")
+            .set_expression_attribute_names(Some(names.into_iter().collect()))
+            .set_expression_attribute_values(Some(values));
+        match self.send(Resend::OnlyIfThrottled, || req.clone().send()).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(Error::new(
+                ErrorCode::VersionConflict,
+                format!("outbox message {id} is no longer leased under this token"),
+            )),
+            Err(e) => Err(failed("UpdateItem", &e)),
+        }
+    }
+
+    /// Oldest first through `by_time` (partition `OUTBOX`), filtered per
+    /// page. Eventually consistent, like every index read: an operator
+    /// view.
+    async fn outbox_entries(&self, filter: &OutboxFilter) -> Result<Vec<OutboxEntry>> {
+        let limit = match filter.limit {
+            0 => DEFAULT_LIST_LIMIT,
+            n => n.min(MAX_LIST_LIMIT),
+        } as usize;
+        let mut req = self
+            .client
+            .query()
+            .table_name(&*self.table)
+            .index_name(BY_TIME.name)
+            .key_condition_expression("#tpk = :pk")
+            .expression_attribute_names("#tpk", BY_TIME.pk)
+            .expression_attribute_values(":pk", s(OUTBOX_BY_TIME));
+        let mut conditions = Vec::new();
+        if let Some(order) = &filter.order_id {
+            conditions.push("#oid = :oid");
+            req = req
+                .expression_attribute_names("#oid", ORDER_ID)
+                .expression_attribute_values(":oid", s(order.as_str()));
+        }
+        if let Some(status) = filter.status {
+            conditions.push("#status = :status");
+            req = req
+                .expression_attribute_names("#status", STATUS)
+                .expression_attribute_values(":status", s(status.as_str()));
+        }
+        if !conditions.is_empty() {
+            req = req.filter_expression(conditions.join(" AND "));
+        }
+        let items = self.query_all(req, Some(limit)).await?;
+        items.iter().take(limit).map(|item| outbox_entry(item).map(|(e, _)| e)).collect()
     }
 }
 
@@ -1410,20 +1735,20 @@ mod tests {
             serde_json::json!({"CancellationReasons": [{"Code": "None"}, {"Code": "TransactionConflict"}]}),
         );
         let (store, script) = scripted(vec![conflict.clone()]).await;
-        assert_eq!(store.update_order(&order, 1, &events).await.unwrap(), 2);
+        assert_eq!(store.update_order(&order, 1, &events, &[]).await.unwrap(), 2);
         let tokens = script.tokens();
         assert_eq!(tokens.len(), 2);
         assert_ne!(tokens[0], tokens[1]);
 
         let (store, script) = scripted(vec![server_fault()]).await;
-        assert_eq!(store.update_order(&order, 1, &events).await.unwrap(), 2);
+        assert_eq!(store.update_order(&order, 1, &events, &[]).await.unwrap(), 2);
         let tokens = script.tokens();
         assert_eq!(tokens.len(), 2);
         assert_eq!(tokens[0], tokens[1]);
 
         // Contention that outlasts the attempts is a retryable error.
         let (store, script) = scripted(vec![conflict; 4]).await;
-        let err = store.update_order(&order, 1, &events).await.unwrap_err();
+        let err = store.update_order(&order, 1, &events, &[]).await.unwrap_err();
         assert_eq!(err.code(), ErrorCode::StoreUnavailable);
         assert_eq!(script.operations().len(), 4);
 
@@ -1435,7 +1760,7 @@ mod tests {
         );
         let exists = serde_json::json!({"Item": {"pk": {"S": "ORDER#ord_1"}}}).to_string();
         let (store, script) = scripted(vec![stale, (200, exists)]).await;
-        let err = store.update_order(&order, 1, &events).await.unwrap_err();
+        let err = store.update_order(&order, 1, &events, &[]).await.unwrap_err();
         assert_eq!(err.code(), ErrorCode::VersionConflict);
         assert_eq!(script.operations(), ["TransactWriteItems", "GetItem"]);
     }

@@ -16,10 +16,14 @@
 //! - index `by_time` (`time_pk`, `time_sk`): every order under `ORDER` and
 //!   every ledger entry under `LEDGER`, sorted by time, for `list_orders`
 //!   without an owner and for ledger date ranges.
+//! - index `outbox_due` (`due_pk`, `due_sk`): pending outbox messages under
+//!   `DUE`, by next attempt time, for claiming. Sparse: delivered and dead
+//!   messages lose the attributes. Outbox messages are also in `by_time`
+//!   under `OUTBOX`, by creation time, for listing.
 //! - `ttl` (number, Unix seconds): set on idempotency records and reserved
 //!   mandate ids only, so DynamoDB deletes them some time after they expire.
 //!
-//! Both indexes project every attribute: the reads that use them return
+//! Every index projects every attribute: the reads that use them return
 //! whole orders and ledger entries, and a keys-only projection would turn
 //! each page into a second round of reads.
 
@@ -57,8 +61,13 @@ pub const BY_OWNER: Index = Index { name: "by_owner", pk: "owner_pk", sk: "owner
 /// time.
 pub const BY_TIME: Index = Index { name: "by_time", pk: "time_pk", sk: "time_sk" };
 
+/// Pending outbox messages by next attempt time. Sparse: a message carries
+/// `due_pk`/`due_sk` only while it is pending, so delivered and dead
+/// messages drop out and a claim reads only what may be due.
+pub const OUTBOX_DUE: Index = Index { name: "outbox_due", pk: "due_pk", sk: "due_sk" };
+
 /// Every secondary index, in the order the template lists them.
-pub const INDEXES: [Index; 2] = [BY_OWNER, BY_TIME];
+pub const INDEXES: [Index; 3] = [BY_OWNER, BY_TIME, OUTBOX_DUE];
 
 /// Options for [`create_table`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

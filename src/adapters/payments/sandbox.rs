@@ -10,8 +10,14 @@
 //!
 //! Like a real processor it honours idempotency keys: a repeated key returns
 //! the first outcome and moves no money, and `find_charge` looks a key up
-//! without charging. Every charge and refund call is recorded, so tests can
-//! assert "exactly one charge".
+//! without charging. Every charge, capture and refund call is recorded, so
+//! tests can assert "exactly one charge".
+//!
+//! `requires_action` plays 3-D Secure: the charge waits, its `continue_url`
+//! is the gateway's own `/sandbox/authenticate/{reference}` page, which
+//! calls [`Payments::approve_action`], and only a later
+//! [`Payments::capture`] moves the money. Until the buyer approves, a
+//! capture answers `RequiresAction` again with the same URL.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -19,13 +25,24 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::domain::{Error, ErrorCode, Money, Result};
-use crate::ports::{ChargeOutcome, ChargeRequest, PaymentStatus, Payments, RefundRequest};
+use crate::ports::{
+    CaptureRequest, ChargeOutcome, ChargeRequest, PaymentStatus, Payments, RefundRequest,
+};
 
 /// One recorded call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SandboxCall {
     Charge { idempotency_key: String, amount: Money, token: String, replayed: bool },
     Refund { idempotency_key: String, charge_reference: String, amount: Money, replayed: bool },
+    Capture { idempotency_key: String, reference: String, replayed: bool },
+}
+
+/// A charge waiting for the buyer: what it will capture, and the key it
+/// was charged under (so `find_charge` reports the capture).
+struct Pending {
+    charge_key: String,
+    amount: Money,
+    approved: bool,
 }
 
 #[derive(Default)]
@@ -33,6 +50,8 @@ struct State {
     calls: Vec<SandboxCall>,
     charges_by_key: HashMap<String, ChargeOutcome>,
     refunds_by_key: HashMap<String, String>,
+    captures_by_key: HashMap<String, ChargeOutcome>,
+    pending: HashMap<String, Pending>,
     status: HashMap<String, PaymentStatus>,
     charged: HashMap<String, Money>,
     refunded: HashMap<String, i64>,
@@ -53,6 +72,11 @@ impl SandboxPayments {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The buyer's approval page of a waiting charge.
+    fn continue_url(&self, reference: &str) -> String {
+        format!("{}/sandbox/authenticate/{reference}", self.continue_base)
     }
 
     /// Every call so far, in order.
@@ -105,11 +129,14 @@ impl Payments for SandboxPayments {
             }
             "requires_action" => {
                 st.status.insert(reference.clone(), PaymentStatus::RequiresAction);
+                let pending = Pending {
+                    charge_key: req.idempotency_key.clone(),
+                    amount: req.amount,
+                    approved: false,
+                };
+                st.pending.insert(reference.clone(), pending);
                 ChargeOutcome::RequiresAction {
-                    continue_url: format!(
-                        "{}/sandbox/authenticate/{reference}?checkout_id={}",
-                        self.continue_base, req.checkout_id
-                    ),
+                    continue_url: self.continue_url(&reference),
                     reference,
                 }
             }
@@ -130,6 +157,65 @@ impl Payments for SandboxPayments {
     async fn find_charge(&self, idempotency_key: &str) -> Result<Option<ChargeOutcome>> {
         // A lookup, not a call that could move money, so it is not recorded.
         Ok(self.lock().charges_by_key.get(idempotency_key).cloned())
+    }
+
+    async fn capture(&self, req: &CaptureRequest) -> Result<ChargeOutcome> {
+        let mut st = self.lock();
+        if let Some(prior) = st.captures_by_key.get(&req.idempotency_key).cloned() {
+            st.calls.push(SandboxCall::Capture {
+                idempotency_key: req.idempotency_key.clone(),
+                reference: req.reference.clone(),
+                replayed: true,
+            });
+            return Ok(prior);
+        }
+        let Some((approved, amount, charge_key)) =
+            st.pending.get(&req.reference).map(|p| (p.approved, p.amount, p.charge_key.clone()))
+        else {
+            return Err(Error::not_found(format!(
+                "no payment {} waits for capture",
+                req.reference
+            )));
+        };
+        if req.amount != amount {
+            return Err(Error::invalid("a capture must be for the amount that was authorised"));
+        }
+        st.calls.push(SandboxCall::Capture {
+            idempotency_key: req.idempotency_key.clone(),
+            reference: req.reference.clone(),
+            replayed: false,
+        });
+        if !approved {
+            // Not an answer to keep: the buyer may still approve, and the
+            // next capture under this key must see it.
+            return Ok(ChargeOutcome::RequiresAction {
+                continue_url: self.continue_url(&req.reference),
+                reference: req.reference.clone(),
+            });
+        }
+        st.pending.remove(&req.reference);
+        let outcome = ChargeOutcome::Succeeded { reference: req.reference.clone() };
+        st.charged.insert(req.reference.clone(), req.amount);
+        st.status.insert(req.reference.clone(), PaymentStatus::Succeeded);
+        // The charge's key now finds the captured payment, as a processor's
+        // lookup of the payment would.
+        st.charges_by_key.insert(charge_key, outcome.clone());
+        st.captures_by_key.insert(req.idempotency_key.clone(), outcome.clone());
+        Ok(outcome)
+    }
+
+    async fn approve_action(&self, reference: &str) -> Result<()> {
+        let mut st = self.lock();
+        if let Some(p) = st.pending.get_mut(reference) {
+            p.approved = true;
+            st.status.insert(reference.to_owned(), PaymentStatus::Authorized);
+            return Ok(());
+        }
+        // Already captured: approving again changes nothing.
+        if st.charged.contains_key(reference) {
+            return Ok(());
+        }
+        Err(Error::not_found(format!("no payment {reference} waits for approval")))
     }
 
     async fn refund(&self, req: &RefundRequest) -> Result<String> {
@@ -239,5 +325,38 @@ mod tests {
         assert_eq!(p.status(&reference).await.unwrap(), PaymentStatus::Refunded);
         let over = RefundRequest { idempotency_key: "r2".into(), ..refund };
         assert!(p.refund(&over).await.is_err(), "cannot refund twice the amount");
+    }
+
+    #[tokio::test]
+    async fn an_action_is_captured_only_after_approval() {
+        let p = SandboxPayments::new("http://gw");
+        let ChargeOutcome::RequiresAction { reference, continue_url } =
+            p.charge(&req("k", "requires_action", 700)).await.unwrap()
+        else {
+            panic!("expected an action")
+        };
+        assert_eq!(continue_url, format!("http://gw/sandbox/authenticate/{reference}"));
+        let capture = |key: &str, amount: i64| CaptureRequest {
+            idempotency_key: key.into(),
+            reference: reference.clone(),
+            amount: Money::new(amount, Currency::usd()),
+        };
+        // Before approval: still waiting, nothing moved, and the same key
+        // can be tried again later.
+        let early = p.capture(&capture("c", 700)).await.unwrap();
+        assert!(matches!(early, ChargeOutcome::RequiresAction { .. }), "{early:?}");
+        assert_eq!(p.status(&reference).await.unwrap(), PaymentStatus::RequiresAction);
+        assert!(p.capture(&capture("c", 701)).await.is_err(), "not more than authorised");
+        assert!(p.approve_action("sbx_ch_nope").await.is_err());
+        p.approve_action(&reference).await.unwrap();
+        assert_eq!(p.status(&reference).await.unwrap(), PaymentStatus::Authorized);
+        assert_eq!(p.successful_charges(), 0, "approval alone moves no money");
+        let done = p.capture(&capture("c", 700)).await.unwrap();
+        assert_eq!(done, ChargeOutcome::Succeeded { reference: reference.clone() });
+        assert_eq!(p.capture(&capture("c", 700)).await.unwrap(), done, "a replay");
+        assert_eq!(p.successful_charges(), 1);
+        assert_eq!(p.find_charge("k").await.unwrap(), Some(done), "the charge key finds it");
+        p.approve_action(&reference).await.unwrap();
+        assert_eq!(p.successful_charges(), 1, "approving again moves nothing");
     }
 }

@@ -44,8 +44,8 @@ use time::OffsetDateTime;
 
 use super::db::{Db, Migration};
 use crate::adapters::records::{
-    check_commit, check_events, from_json, to_json, CartRecord, CheckoutRecord, LedgerRecord,
-    OrderEventRecord, OrderRecord, SCHEMA_VERSION,
+    check_commit, check_events, check_outbox, from_json, to_json, CartRecord, CheckoutRecord,
+    LedgerRecord, OrderEventRecord, OrderRecord, SCHEMA_VERSION,
 };
 use crate::domain::{
     Cart, CartId, CheckoutId, CheckoutSession, Currency, Error, ErrorCode, LedgerEntry, Order,
@@ -53,6 +53,7 @@ use crate::domain::{
 };
 use crate::ports::{
     CheckoutCommit, Clock, IdempotencyBegin, IdempotencyRecord, IdempotencyState, OrderFilter,
+    OutboxEntry, OutboxFilter, OutboxKind, OutboxLease, OutboxMessage, OutboxResult, OutboxStatus,
     Store, StoredResponse, SystemClock, Versioned,
 };
 
@@ -71,8 +72,40 @@ const PURGE_EVERY: u64 = 256;
 /// for long.
 const PURGE_BATCH: i64 = 1000;
 
-/// The store's schema. Applied after [`super::db::STOCK_MIGRATION`].
-pub const MIGRATIONS: &[Migration] = &[(
+/// The store's schema. Applied after [`super::db::STOCK_MIGRATION`]; new
+/// steps go at the end.
+pub const MIGRATIONS: &[Migration] = &[STORE_001_TABLES, STORE_002_OUTBOX];
+
+/// The outbox: deliveries written in the transaction of the change that
+/// causes them. A message is `pending` until delivered or dead; a pending
+/// one with a live lease (`lease_until` in the future) belongs to the
+/// worker holding `lease_token`.
+const STORE_002_OUTBOX: Migration = (
+    "store_002_outbox",
+    "
+    CREATE TABLE outbox (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('order_webhook', 'notification')),
+        destination TEXT NOT NULL CHECK (length(destination) > 0),
+        payload TEXT NOT NULL CHECK (json_valid(payload)),
+        order_id TEXT,
+        created_at INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
+        attempts INTEGER NOT NULL CHECK (attempts >= 0),
+        next_attempt_at INTEGER NOT NULL,
+        lease_token TEXT,
+        lease_until INTEGER,
+        last_error TEXT,
+        delivered_at INTEGER,
+        CHECK ((lease_token IS NULL) = (lease_until IS NULL)),
+        CHECK ((status = 'delivered') = (delivered_at IS NOT NULL))
+    ) STRICT;
+    CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
+    CREATE INDEX outbox_by_order ON outbox (order_id, created_at);
+    ",
+);
+
+const STORE_001_TABLES: Migration = (
     "store_001_tables",
     "
     CREATE TABLE carts (
@@ -173,7 +206,7 @@ pub const MIGRATIONS: &[Migration] = &[(
         PRIMARY KEY (order_id, seq)
     ) STRICT;
     ",
-)];
+);
 
 /// The durable store on SQLite. Cheap to clone; clones share the database.
 #[derive(Clone)]
@@ -386,6 +419,103 @@ fn insert_ledger(conn: &Connection, entry: &LedgerEntry) -> Result<()> {
         return Err(already_exists("ledger entry", &r.id));
     }
     Ok(())
+}
+
+/// Put-if-absent of outbox messages, pending and due at once.
+fn insert_outbox(conn: &Connection, messages: &[OutboxMessage]) -> Result<()> {
+    let mut stmt = conn
+        .prepare_cached(
+            "INSERT INTO outbox (id, kind, destination, payload, order_id, created_at, status,
+                 attempts, next_attempt_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?6) ON CONFLICT (id) DO NOTHING",
+        )
+        .map_err(Error::store)?;
+    for m in messages {
+        let n = stmt
+            .execute(params![
+                m.id,
+                m.kind.as_str(),
+                m.destination,
+                m.payload,
+                m.order_id.as_ref().map(|o| o.as_str().to_owned()),
+                nanos(m.created_at)?,
+            ])
+            .map_err(Error::store)?;
+        if n == 0 {
+            return Err(already_exists("outbox message", &m.id));
+        }
+    }
+    Ok(())
+}
+
+/// The columns of an outbox row, in the order [`OUTBOX_COLUMNS`] lists.
+const OUTBOX_COLUMNS: &str = "id, kind, destination, payload, order_id, created_at, status, \
+    attempts, next_attempt_at, last_error, delivered_at, lease_token, lease_until";
+
+struct OutboxRow {
+    entry: OutboxEntry,
+    lease: Option<(String, i64)>,
+}
+
+fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRowRaw> {
+    Ok(OutboxRowRaw {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        destination: r.get(2)?,
+        payload: r.get(3)?,
+        order_id: r.get(4)?,
+        created_at: r.get(5)?,
+        status: r.get(6)?,
+        attempts: r.get(7)?,
+        next_attempt_at: r.get(8)?,
+        last_error: r.get(9)?,
+        delivered_at: r.get(10)?,
+        lease_token: r.get(11)?,
+        lease_until: r.get(12)?,
+    })
+}
+
+/// An outbox row as SQLite returns it, before parsing.
+struct OutboxRowRaw {
+    id: String,
+    kind: String,
+    destination: String,
+    payload: String,
+    order_id: Option<String>,
+    created_at: i64,
+    status: String,
+    attempts: i64,
+    next_attempt_at: i64,
+    last_error: Option<String>,
+    delivered_at: Option<i64>,
+    lease_token: Option<String>,
+    lease_until: Option<i64>,
+}
+
+impl TryFrom<OutboxRowRaw> for OutboxRow {
+    type Error = Error;
+
+    fn try_from(r: OutboxRowRaw) -> Result<Self> {
+        let corrupt = |e: Error| Error::internal(format!("corrupt outbox row {}: {e}", r.id));
+        let message = OutboxMessage {
+            kind: OutboxKind::parse(&r.kind).map_err(corrupt)?,
+            destination: r.destination.clone(),
+            payload: r.payload.clone(),
+            order_id: r.order_id.as_deref().map(OrderId::parse).transpose().map_err(corrupt)?,
+            created_at: from_nanos(r.created_at)?,
+            id: r.id.clone(),
+        };
+        let entry = OutboxEntry {
+            message,
+            status: OutboxStatus::parse(&r.status).map_err(corrupt)?,
+            attempts: u32::try_from(r.attempts).unwrap_or(u32::MAX),
+            next_attempt_at: from_nanos(r.next_attempt_at)?,
+            last_error: r.last_error.clone(),
+            delivered_at: r.delivered_at.map(from_nanos).transpose()?,
+        };
+        let lease = r.lease_token.clone().zip(r.lease_until);
+        Ok(OutboxRow { entry, lease })
+    }
 }
 
 /// The columns an order row keeps beside its body.
@@ -741,10 +871,13 @@ impl Store for SqliteStore {
         order: &Order,
         expected: u64,
         events: &[OrderEvent],
+        outbox: &[OutboxMessage],
     ) -> Result<u64> {
         check_events(&order.id, events)?;
+        check_outbox(Some(&order.id), outbox)?;
         let row = OrderRow::new(order)?;
         let events = events.to_vec();
+        let outbox = outbox.to_vec();
         self.db
             .write(move |conn| {
                 let tx = immediate(conn)?;
@@ -770,6 +903,7 @@ impl Store for SqliteStore {
                     return Err(cas_miss(&tx, "orders", "order", &row.id));
                 };
                 insert_events(&tx, &events)?;
+                insert_outbox(&tx, &outbox)?;
                 tx.commit().map_err(Error::store)?;
                 version_from(version)
             })
@@ -915,6 +1049,20 @@ impl Store for SqliteStore {
                     )
                     .map_err(Error::store)?;
                 Ok(n == 1)
+            })
+            .await
+    }
+
+    async fn forget_webhook(&self, source: &str, event_id: &str) -> Result<()> {
+        let (source, event_id) = (source.to_owned(), event_id.to_owned());
+        self.db
+            .write(move |conn| {
+                conn.execute(
+                    "DELETE FROM webhook_events WHERE source = ?1 AND event_id = ?2",
+                    params![source, event_id],
+                )
+                .map_err(Error::store)?;
+                Ok(())
             })
             .await
     }
@@ -1075,6 +1223,7 @@ impl Store for SqliteStore {
                 insert_events(&tx, &commit.events)?;
                 insert_ledger(&tx, &commit.ledger)?;
                 insert_mandates(&tx, &order.id, &commit.mandates)?;
+                insert_outbox(&tx, &commit.outbox)?;
                 if let Some((key, response)) = &commit.idempotency {
                     // The session's compare-and-set, not this record, is what
                     // stops a second completion; an order that was charged must
@@ -1088,6 +1237,119 @@ impl Store for SqliteStore {
                 }
                 tx.commit().map_err(Error::store)?;
                 Ok(())
+            })
+            .await
+    }
+
+    async fn claim_outbox(
+        &self,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: u32,
+    ) -> Result<Vec<OutboxLease>> {
+        let now_n = nanos_clamped(now);
+        let until = now + lease;
+        let until_n = nanos(until)?;
+        let limit = i64::from(limit.max(1));
+        self.db
+            .write(move |conn| {
+                // One statement under the single writer: a row is chosen and
+                // leased at once, so two claims never take the same row.
+                // Each row gets its own token, so settling one message never
+                // touches another.
+                let sql = format!(
+                    "UPDATE outbox SET lease_token = lower(hex(randomblob(16))), lease_until = ?2
+                     WHERE id IN (
+                         SELECT id FROM outbox
+                         WHERE status = 'pending' AND next_attempt_at <= ?1
+                           AND (lease_until IS NULL OR lease_until <= ?1)
+                         ORDER BY next_attempt_at, created_at, id
+                         LIMIT ?3)
+                     RETURNING {OUTBOX_COLUMNS}"
+                );
+                let mut stmt = conn.prepare_cached(&sql).map_err(Error::store)?;
+                let raws = stmt
+                    .query_map(params![now_n, until_n, limit], outbox_row)
+                    .map_err(Error::store)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(Error::store)?;
+                let mut leases = Vec::with_capacity(raws.len());
+                for raw in raws {
+                    let row = OutboxRow::try_from(raw)?;
+                    let (token, _) = row
+                        .lease
+                        .ok_or_else(|| Error::internal("a claimed outbox row has no lease"))?;
+                    leases.push(OutboxLease {
+                        message: row.entry.message,
+                        attempts: row.entry.attempts,
+                        token,
+                        until,
+                    });
+                }
+                leases.sort_by(|a, b| {
+                    (a.message.created_at, &a.message.id)
+                        .cmp(&(b.message.created_at, &b.message.id))
+                });
+                Ok(leases)
+            })
+            .await
+    }
+
+    async fn finish_outbox(&self, lease: &OutboxLease, result: &OutboxResult) -> Result<()> {
+        let id = lease.message.id.clone();
+        let token = lease.token.clone();
+        let now = self.now();
+        let (status, next, error, delivered) = match result {
+            OutboxResult::Delivered => ("delivered", None, None, Some(now)),
+            OutboxResult::Retry { at, error } => {
+                ("pending", Some(nanos(*at)?), Some(error.clone()), None)
+            }
+            OutboxResult::Dead { error } => ("dead", None, Some(error.clone()), None),
+        };
+        self.db
+            .write(move |conn| {
+                let n = conn
+                    .execute(
+                        "UPDATE outbox SET status = ?3, attempts = attempts + 1,
+                             next_attempt_at = coalesce(?4, next_attempt_at),
+                             last_error = coalesce(?5, last_error), delivered_at = ?6,
+                             lease_token = NULL, lease_until = NULL
+                         WHERE id = ?1 AND lease_token = ?2 AND status = 'pending'",
+                        params![id, token, status, next, error, delivered],
+                    )
+                    .map_err(Error::store)?;
+                if n == 0 {
+                    return Err(Error::new(
+                        ErrorCode::VersionConflict,
+                        format!("outbox message {id} is no longer leased under this token"),
+                    ));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn outbox_entries(&self, filter: &OutboxFilter) -> Result<Vec<OutboxEntry>> {
+        let order = filter.order_id.as_ref().map(|o| o.as_str().to_owned());
+        let status = filter.status.map(|s| s.as_str());
+        let limit = match filter.limit {
+            0 => DEFAULT_LIST_LIMIT,
+            n => n.min(MAX_LIST_LIMIT),
+        };
+        self.db
+            .read(move |conn| {
+                let sql = format!(
+                    "SELECT {OUTBOX_COLUMNS} FROM outbox
+                     WHERE (?1 IS NULL OR order_id = ?1) AND (?2 IS NULL OR status = ?2)
+                     ORDER BY created_at, id LIMIT ?3"
+                );
+                let mut stmt = conn.prepare_cached(&sql).map_err(Error::store)?;
+                let raws = stmt
+                    .query_map(params![order, status, limit], outbox_row)
+                    .map_err(Error::store)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(Error::store)?;
+                raws.into_iter().map(|r| OutboxRow::try_from(r).map(|row| row.entry)).collect()
             })
             .await
     }

@@ -280,6 +280,12 @@ pub struct OrderConfirmation {
 }
 
 /// The permalink of an order: where the buyer can see it.
+/// The order of a completed session. A session in progress or escalated
+/// carries its attempt's order id too, but no order exists for it yet.
+pub fn completed_order(s: &crate::domain::CheckoutSession) -> Option<&crate::domain::OrderId> {
+    s.order_id.as_ref().filter(|_| s.status() == crate::domain::CheckoutStatus::Completed)
+}
+
 pub fn order_permalink(public_base_url: &str, order_id: &str) -> String {
     format!("{public_base_url}/orders/{order_id}")
 }

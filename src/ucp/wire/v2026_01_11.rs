@@ -41,11 +41,11 @@ use serde_json::{json, Value};
 
 use super::v2026_04_08::CheckoutRequest as CheckoutRequest0408;
 use super::{
-    discounts, fulfillment, has, order_permalink, rfc3339, selected_instrument, totals, ucp_meta,
-    Ap2Request, BuyerRequest, CompletionRequest, DiscountSign, Discounts, DiscountsRequest,
-    Fulfillment, FulfillmentRequest, InstrumentRequest, LineItemRequest, Link, OrderConfirmation,
-    Total, WireBuyer, WireLineItem, WireMessage, WireVersion, EXT_AP2, EXT_DISCOUNT,
-    EXT_FULFILLMENT,
+    completed_order, discounts, fulfillment, has, order_permalink, rfc3339, selected_instrument,
+    totals, ucp_meta, Ap2Request, BuyerRequest, CompletionRequest, DiscountSign, Discounts,
+    DiscountsRequest, Fulfillment, FulfillmentRequest, InstrumentRequest, LineItemRequest, Link,
+    OrderConfirmation, Total, WireBuyer, WireLineItem, WireMessage, WireVersion, EXT_AP2,
+    EXT_DISCOUNT, EXT_FULFILLMENT,
 };
 use crate::domain::{Error, Result};
 use crate::gateway::{CheckoutInput, CheckoutView};
@@ -125,7 +125,9 @@ impl From<&CheckoutView<'_>> for Checkout {
             payment: Payment {
                 handlers: vec![handler(view.payment_handler, view.public_base_url)],
             },
-            order: s.order_id.as_ref().map(|o| OrderConfirmation {
+            // Only a completed session has an order; before that the id
+            // names the attempt in progress or waiting for the buyer.
+            order: completed_order(s).map(|o| OrderConfirmation {
                 id: o.to_string(),
                 permalink_url: order_permalink(view.public_base_url, o.as_str()),
             }),

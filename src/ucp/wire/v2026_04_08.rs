@@ -6,15 +6,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    discounts, fulfillment, has, items, order_permalink, rfc3339, selected_instrument, totals,
-    ucp_meta, Ap2Request, BuyerRequest, CompletionRequest, DiscountSign, Discounts,
-    DiscountsRequest, Fulfillment, FulfillmentRequest, InstrumentRequest, Item, LineItemRequest,
-    Link, OrderConfirmation, Total, WireBuyer, WireLineItem, WireMessage, WireVersion, EXT_AP2,
-    EXT_CART, EXT_DISCOUNT, EXT_FULFILLMENT,
+    completed_order, discounts, fulfillment, has, items, order_permalink, rfc3339,
+    selected_instrument, totals, ucp_meta, Ap2Request, BuyerRequest, CompletionRequest,
+    DiscountSign, Discounts, DiscountsRequest, Fulfillment, FulfillmentRequest, InstrumentRequest,
+    Item, LineItemRequest, Link, OrderConfirmation, Total, WireBuyer, WireLineItem, WireMessage,
+    WireVersion, EXT_AP2, EXT_CART, EXT_DISCOUNT, EXT_FULFILLMENT,
 };
 use crate::domain::checkout::Buyer;
 use crate::domain::{
-    Cart, CartId, Error, Money, Order, OrderStatus, Product, Result, StockState, Variant,
+    Cart, CartId, Error, Money, Order, OrderEvent, OrderStatus, Product, Result, StockState,
+    Variant,
 };
 use crate::gateway::{CheckoutInput, CheckoutView, ItemInput, LinesInput};
 use crate::ports::{SearchPage, SearchQuery};
@@ -105,7 +106,9 @@ impl From<&CheckoutView<'_>> for Checkout {
                     selected: true,
                 }],
             }),
-            order: s.order_id.as_ref().map(|o| OrderConfirmation {
+            // Only a completed session has an order; before that the id
+            // names the attempt in progress or waiting for the buyer.
+            order: completed_order(s).map(|o| OrderConfirmation {
                 id: o.to_string(),
                 permalink_url: order_permalink(view.public_base_url, o.as_str()),
             }),
@@ -599,9 +602,40 @@ pub struct FulfillmentEvent {
     pub carrier: Option<String>,
 }
 
+/// `types/expectation.json`: how and where the order is to arrive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Expectation {
+    pub id: String,
+    pub line_items: Vec<EventLine>,
+    pub method_type: &'static str,
+    pub destination: super::WireAddress,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OrderFulfillment {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub expectations: Vec<Expectation>,
     pub events: Vec<FulfillmentEvent>,
+}
+
+/// `types/adjustment.json`: a refund or a cancellation. 2026-04-08 gives
+/// the money as signed `totals` (negative: returned to the buyer),
+/// 2026-01-11 as a plain `amount`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Adjustment {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub occurred_at: String,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub totals: Option<Vec<Total>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// `shopping/order.json`. `currency` is 2026-04-08's; 2026-01-11 renders
@@ -614,6 +648,8 @@ pub struct WireOrder {
     pub permalink_url: String,
     pub line_items: Vec<OrderLineItem>,
     pub fulfillment: OrderFulfillment,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub adjustments: Vec<Adjustment>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
     pub totals: Vec<Total>,
@@ -624,25 +660,38 @@ pub fn order_line_id(i: usize) -> String {
     format!("li_{}", i + 1)
 }
 
-/// Renders an order in `version`'s shape. A shipment in the domain covers
-/// the whole order (it names no lines), so each shipped or delivered
-/// fulfillment becomes an event for every line, and lines count as
-/// fulfilled once the order is.
-pub fn order(o: &Order, ucp: Value, public_base_url: &str, version: WireVersion) -> WireOrder {
+/// The position of the line `li_<n>` in the order, if it names one.
+pub fn order_line_index(id: &str) -> Option<usize> {
+    let n: usize = id.strip_prefix("li_")?.parse().ok()?;
+    n.checked_sub(1)
+}
+
+/// Renders an order in `version`'s shape, with what its audit trail says
+/// happened after checkout: each shipment is a `shipped` event for the
+/// lines it holds (and a `delivered` one once delivered), refunds and a
+/// cancellation are adjustments, and every line counts what has shipped.
+pub fn order(
+    o: &Order,
+    events: &[OrderEvent],
+    ucp: Value,
+    public_base_url: &str,
+    version: WireVersion,
+) -> WireOrder {
     use crate::domain::order::FulfillmentStatus;
+    use crate::domain::OrderEventKind;
     let canceled = o.status() == OrderStatus::Canceled;
-    let done = matches!(o.status(), OrderStatus::Fulfilled | OrderStatus::Delivered);
     let line_items = o
         .lines
         .iter()
         .enumerate()
         .map(|(i, l)| {
             let total = if canceled { 0 } else { l.quantity };
-            let fulfilled = if done { total } else { 0 };
+            let fulfilled = o.shipped(i).min(total);
             // 2026-01-11 has no `removed` status nor `original` quantity.
-            let status = match (canceled, done, version) {
-                (true, _, WireVersion::V2026_04_08) => "removed",
-                (_, true, _) => "fulfilled",
+            let status = match (canceled, version) {
+                (true, WireVersion::V2026_04_08) => "removed",
+                _ if total > 0 && fulfilled == total => "fulfilled",
+                _ if fulfilled > 0 => "partial",
                 _ => "processing",
             };
             OrderLineItem {
@@ -665,32 +714,104 @@ pub fn order(o: &Order, ucp: Value, public_base_url: &str, version: WireVersion)
             }
         })
         .collect();
-    let all_lines: Vec<EventLine> = o
-        .lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| EventLine { id: order_line_id(i), quantity: l.quantity })
-        .collect();
-    let events = o
-        .fulfillments
-        .iter()
-        .filter_map(|f| {
-            let kind = match f.status {
-                FulfillmentStatus::Pending => return None,
-                FulfillmentStatus::Shipped => "shipped",
-                FulfillmentStatus::Delivered => "delivered",
-            };
+    let lines_of = |f: &crate::domain::order::Fulfillment| -> Vec<EventLine> {
+        if f.lines.is_empty() {
+            // A shipment recorded before lines were: the whole order.
+            o.lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| EventLine { id: order_line_id(i), quantity: l.quantity })
+                .collect()
+        } else {
+            f.lines
+                .iter()
+                .map(|fl| EventLine { id: order_line_id(fl.line), quantity: fl.quantity })
+                .collect()
+        }
+    };
+    let shipped_at = |id: &str| {
+        events.iter().find_map(|e| match &e.kind {
+            OrderEventKind::Fulfillment { fulfillment } if fulfillment.id == id => Some(e.at),
+            _ => None,
+        })
+    };
+    let mut fulfillment_events = Vec::new();
+    for f in &o.fulfillments {
+        if f.status == FulfillmentStatus::Pending {
+            continue;
+        }
+        let shipped = shipped_at(&f.id).unwrap_or(f.updated_at);
+        let event = |id: String, at, kind| -> Option<FulfillmentEvent> {
             Some(FulfillmentEvent {
-                id: f.id.clone(),
-                occurred_at: rfc3339(f.updated_at)?,
+                id,
+                occurred_at: rfc3339(at)?,
                 kind,
-                line_items: all_lines.clone(),
+                line_items: lines_of(f),
                 tracking_number: f.tracking_number.clone(),
                 tracking_url: f.tracking_url.clone(),
                 carrier: f.carrier.clone(),
             })
+        };
+        fulfillment_events.extend(event(f.id.clone(), shipped, "shipped"));
+        if f.status == FulfillmentStatus::Delivered {
+            fulfillment_events.extend(event(
+                format!("{}-delivered", f.id),
+                f.updated_at,
+                "delivered",
+            ));
+        }
+    }
+    let expectations = o
+        .delivery
+        .as_ref()
+        .and_then(|d| {
+            let destination = d.destination.as_ref()?;
+            Some(Expectation {
+                id: "exp_1".to_owned(),
+                line_items: o
+                    .lines
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| EventLine { id: order_line_id(i), quantity: l.quantity })
+                    .collect(),
+                method_type: d.method.as_str(),
+                destination: super::WireAddress::new(destination, None, version),
+                description: d.description.clone(),
+            })
         })
+        .filter(|_| !canceled)
+        .into_iter()
         .collect();
+    let mut adjustments = Vec::new();
+    for (n, e) in events.iter().enumerate() {
+        let Some(occurred_at) = rfc3339(e.at) else { continue };
+        let (kind, money, id) = match &e.kind {
+            OrderEventKind::Refund { amount, reference } => {
+                ("refund", Some(amount.minor()), reference.clone())
+            }
+            OrderEventKind::StatusChanged { to: OrderStatus::Canceled, .. } => {
+                ("cancellation", None, format!("adj_cancel_{n}"))
+            }
+            _ => continue,
+        };
+        let (totals, amount) = match (money, version) {
+            (None, _) => (None, None),
+            (Some(m), WireVersion::V2026_04_08) => {
+                (Some(vec![Total::new("total", "Refunded", -m)]), None)
+            }
+            (Some(m), WireVersion::V2026_01_11) => (None, Some(m)),
+        };
+        let description = (!e.reason.is_empty()).then(|| e.reason.clone());
+        adjustments.push(Adjustment {
+            id,
+            kind,
+            occurred_at,
+            status: "completed",
+            totals,
+            amount,
+            description,
+        });
+    }
     let sign = match version {
         WireVersion::V2026_04_08 => DiscountSign::Negative,
         WireVersion::V2026_01_11 => DiscountSign::Positive,
@@ -702,7 +823,8 @@ pub fn order(o: &Order, ucp: Value, public_base_url: &str, version: WireVersion)
         checkout_id: o.checkout_id.to_string(),
         permalink_url: order_permalink(public_base_url, o.id.as_str()),
         line_items,
-        fulfillment: OrderFulfillment { events },
+        fulfillment: OrderFulfillment { expectations, events: fulfillment_events },
+        adjustments,
         currency: (version == WireVersion::V2026_04_08)
             .then(|| o.totals.total.currency().code().to_owned()),
         totals: totals(&o.totals, shipping, sign),

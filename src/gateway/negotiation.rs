@@ -1,0 +1,68 @@
+//! UCP capability negotiation as a use case: which protocol version and
+//! capabilities a platform and this business share.
+//!
+//! The algorithm is pure (`ucp::negotiate`); this module adds what needs
+//! the ports and settings: the business offer rendered from settings, the
+//! SSRF-safe fetch of the platform's profile, and the answer for a caller
+//! that names no profile (the business's own full capability set at the
+//! current version, so such a caller gets every capability rather than
+//! none). The MCP tools call it; the UCP REST binding negotiates the same
+//! way from its `UCP-Agent` header.
+
+use serde_json::{json, Map, Value};
+use url::Url;
+
+use super::Gateway;
+use crate::domain::{Error, Result};
+use crate::ucp::negotiate::{self, Negotiated, Offer, SchemeRule};
+use crate::ucp::profile::{business_offer, ProfileInput};
+use crate::ucp::VERSION;
+
+impl Gateway {
+    /// What this business offers, from the same table its profile is
+    /// rendered from.
+    pub fn ucp_offer(&self) -> Offer {
+        business_offer(&ProfileInput {
+            public_base_url: &self.settings.public_base_url,
+            signing_keys: Vec::new(),
+            payment_processors: vec![self.payments.name()],
+            ap2_mandate: false,
+        })
+    }
+
+    /// Parses a platform profile URL as this deployment allows it: HTTPS
+    /// only, unless the test-only `allow_private_profile_hosts` is on.
+    pub fn profile_url(&self, raw: &str) -> Result<Url> {
+        let rule = if self.settings.allow_private_profile_hosts {
+            SchemeRule::AllowHttpForTests
+        } else {
+            SchemeRule::HttpsOnly
+        };
+        negotiate::profile_url(raw, rule)
+    }
+
+    /// Negotiates with the platform whose profile is at `profile`, fetched
+    /// through the profile fetcher; without one, with the business's own
+    /// capability set.
+    pub async fn negotiate(&self, profile: Option<&Url>) -> Result<Negotiated> {
+        let offer = self.ucp_offer();
+        match profile {
+            Some(url) => {
+                let doc = self.profiles.fetch(url).await?;
+                negotiate::negotiate(&offer, url.clone(), &doc)
+            }
+            None => {
+                let own = format!("{}/.well-known/ucp", self.settings.public_base_url);
+                let url = Url::parse(&own).map_err(Error::internal)?;
+                let capabilities: Map<String, Value> = offer
+                    .capabilities(VERSION)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|c| (c.name.clone(), json!([{ "version": c.version }])))
+                    .collect();
+                let profile = json!({"ucp": {"version": VERSION, "capabilities": capabilities}});
+                negotiate::negotiate(&offer, url, &profile)
+            }
+        }
+    }
+}

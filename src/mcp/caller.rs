@@ -1,0 +1,27 @@
+//! Who is calling a tool.
+//!
+//! The MCP edge never decides identity itself. Over HTTP, the layers in
+//! front of the MCP service (an auth layer, when it lands) put a [`Caller`]
+//! into the request's extensions; rmcp hands the request parts to the tool
+//! call, and [`from_context`] reads the caller back. Without one (no auth
+//! layer yet, or stdio, where the local user is the only caller) the caller
+//! is anonymous, so resources created here are reachable by whoever holds
+//! their unguessable id, the gateway's rule for anonymous owners.
+
+use rmcp::service::RequestContext;
+use rmcp::RoleServer;
+
+use crate::gateway::Caller;
+
+/// The caller of the request behind `context`.
+pub fn from_context(context: &RequestContext<RoleServer>) -> Caller {
+    if let Some(caller) = context.extensions.get::<Caller>() {
+        return caller.clone();
+    }
+    context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Caller>())
+        .cloned()
+        .unwrap_or_else(Caller::anonymous)
+}
