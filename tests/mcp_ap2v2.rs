@@ -72,21 +72,23 @@ async fn ready_checkout(client: &Client, profile: &str) -> (String, Value) {
         .clone();
     let cart = client.ok("manage_cart", json!({"action": "create", "variant_id": variant})).await;
     let cart_id = cart["cart_id"].as_str().unwrap().to_owned();
+    // Not ready yet (no buyer, no address): nothing to sign over.
+    let terms = client
+        .ok("negotiate_terms", json!({"cart_id": cart_id, "agent_profile_url": profile}))
+        .await;
+    assert_eq!(terms["checkout"]["status"], "incomplete", "{terms}");
+    assert!(terms["ap2_checkout"].is_null(), "{terms}");
+    let checkout_id = terms["checkout"]["checkout_id"].as_str().unwrap().to_owned();
     let terms = client
         .ok(
             "negotiate_terms",
-            json!({"cart_id": cart_id, "agent_profile_url": profile,
+            json!({"cart_id": cart_id, "checkout_id": checkout_id, "agent_profile_url": profile,
                    "buyer_email": "ada@example.com", "buyer_first_name": "Ada",
                    "ship_to_name": "Ada Lovelace", "ship_to_street": "1 Main St",
                    "ship_to_city": "Springfield", "ship_to_region": "IL",
                    "ship_to_postal_code": "62701", "ship_to_country": "US"}),
         )
         .await;
-    let checkout_id = terms["checkout"]["checkout_id"].as_str().unwrap().to_owned();
-    // Not ready yet: nothing to sign over.
-    if terms["checkout"]["status"] != "ready_for_complete" {
-        assert!(terms["ap2_checkout"].is_null(), "{terms}");
-    }
     let option = terms["checkout"]["fulfillment_options"][0]["id"].clone();
     // An intent mandate is of no use on a locked checkout: no cart mandate.
     let terms = client
@@ -153,6 +155,20 @@ async fn an_ap2_platform_pays_with_v02_mandates_over_mcp() {
     let next = terms["next_step"].as_str().unwrap();
     assert!(next.contains("AP2 v0.2") && next.contains("checkout_mandate"), "{next}");
     let fx = agent_fixture(&server, &terms);
+
+    // The answer, ap2_checkout included, is what the advertised
+    // outputSchema describes.
+    let tools = client.request("tools/list", json!({}), None).await;
+    let schema = tools["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "negotiate_terms")
+        .expect("negotiate_terms is listed")["outputSchema"]
+        .clone();
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    let errors: Vec<String> = validator.iter_errors(&terms).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}\n{terms}");
 
     // Locked: a v0.1 chain is mandate_required, and nothing is charged.
     let v01 = json!({"checkout_id": checkout_id, "intent_mandate": "a.b.c",
