@@ -90,6 +90,7 @@ async fn a_confirmed_purchase_end_to_end() {
         assert_eq!(mandate["total"]["amount"], total, "{terms}");
         assert_eq!(mandate["checkout_id"], checkout_id.as_str());
         assert!(terms["next_step"].as_str().unwrap().contains("execute_checkout"));
+        assert!(terms["ap2_checkout"].is_null(), "not locked to AP2 v0.2: {terms}");
         let cart_mandate = mandate["token"].as_str().unwrap().to_owned();
         let payment = user.payment(&cart_mandate, "success_token");
 
@@ -220,6 +221,24 @@ async fn forged_and_insufficient_mandates_are_refused() {
             "invalid_input",
         ),
         (json!({"checkout_id": checkout_id}), "invalid_input"),
+        // A v0.1 chain needs all three mandates; a v0.2 checkout mandate
+        // does not mix with them.
+        (
+            json!({"checkout_id": checkout_id, "intent_mandate": intent,
+                "payment_mandate": payment, "idempotency_key": "k"}),
+            "mandate_malformed",
+        ),
+        (
+            json!({"checkout_id": checkout_id, "cart_mandate": cart_mandate,
+                "payment_mandate": payment, "idempotency_key": "k"}),
+            "mandate_malformed",
+        ),
+        (
+            json!({"checkout_id": checkout_id, "checkout_mandate": "a~b~",
+                "intent_mandate": intent, "cart_mandate": cart_mandate,
+                "payment_mandate": payment, "idempotency_key": "k"}),
+            "mandate_malformed",
+        ),
     ];
     for (args, code) in cases {
         assert_eq!(client.err("execute_checkout", args.clone()).await["code"], code, "{args}");

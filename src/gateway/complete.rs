@@ -1248,9 +1248,9 @@ async fn verify_request_mandates(
         (Some(Mandates::V01(_)) | None, true) => Err(Error::new(
             ErrorCode::MandateRequired,
             "this checkout is locked to the AP2 mandate extension \
-             (dev.ucp.shopping.ap2_mandate): complete it with ap2.checkout_mandate and the \
-             payment mandate as the instrument's credential token; there is no unprotected \
-             fallback",
+             (dev.ucp.shopping.ap2_mandate): complete it with AP2 v0.2 checkout and payment \
+             mandates (over UCP: ap2.checkout_mandate, and the payment mandate as the \
+             instrument's credential token); there is no v0.1 or unprotected fallback",
         )),
         (Some(Mandates::V01(c)), false) => verify_mandates(gw, session, c, ctx.request, now)
             .await

@@ -15,18 +15,25 @@ use url::Url;
 use super::Gateway;
 use crate::domain::{Error, Result};
 use crate::ucp::negotiate::{self, Negotiated, Offer, SchemeRule};
-use crate::ucp::profile::{business_offer, ProfileInput};
+use crate::ucp::profile::{business_offer, ProfileInput, AP2_MANDATE};
 use crate::ucp::VERSION;
 
 impl Gateway {
     /// What this business offers, from the same table its profile is
-    /// rendered from.
+    /// rendered from, without the AP2 mandate extension (see
+    /// [`Gateway::negotiate_with_ap2`]).
     pub fn ucp_offer(&self) -> Offer {
+        self.offer(false)
+    }
+
+    /// The offer, with the AP2 mandate extension when `ap2` is asked for
+    /// and the `ap2_mandate_extension` setting allows it.
+    fn offer(&self, ap2: bool) -> Offer {
         business_offer(&ProfileInput {
             public_base_url: &self.settings.public_base_url,
             signing_keys: Vec::new(),
             payment_processors: vec![self.payments.name()],
-            ap2_mandate: false,
+            ap2_mandate: ap2 && self.settings.ap2_mandate_extension,
         })
     }
 
@@ -43,9 +50,26 @@ impl Gateway {
 
     /// Negotiates with the platform whose profile is at `profile`, fetched
     /// through the profile fetcher; without one, with the business's own
-    /// capability set.
+    /// capability set. The AP2 mandate extension is not offered: use
+    /// [`Gateway::negotiate_with_ap2`] where the transport hands the
+    /// merchant's checkout authorization to the agent and takes v0.2
+    /// mandates back.
     pub async fn negotiate(&self, profile: Option<&Url>) -> Result<Negotiated> {
-        let offer = self.ucp_offer();
+        self.negotiate_offering(profile, false).await
+    }
+
+    /// [`Gateway::negotiate`], also offering the AP2 mandate extension
+    /// (`dev.ucp.shopping.ap2_mandate`, when the `ap2_mandate_extension`
+    /// setting is on). A platform whose profile declares it gets it, and
+    /// the checkouts it opens are locked to AP2 v0.2 mandates. It is a
+    /// commitment the platform makes, so it is never assumed for a caller
+    /// that names no profile.
+    pub async fn negotiate_with_ap2(&self, profile: Option<&Url>) -> Result<Negotiated> {
+        self.negotiate_offering(profile, true).await
+    }
+
+    async fn negotiate_offering(&self, profile: Option<&Url>, ap2: bool) -> Result<Negotiated> {
+        let offer = self.offer(ap2);
         match profile {
             Some(url) => {
                 let doc = self.profiles.fetch(url).await?;
@@ -58,6 +82,7 @@ impl Gateway {
                     .capabilities(VERSION)
                     .unwrap_or_default()
                     .iter()
+                    .filter(|c| c.name != AP2_MANDATE)
                     .map(|c| (c.name.clone(), json!([{ "version": c.version }])))
                     .collect();
                 let profile = json!({"ucp": {"version": VERSION, "capabilities": capabilities}});

@@ -1,8 +1,11 @@
 //! The two checkout tools: `negotiate_terms` opens (or updates) a UCP
-//! checkout session for a cart and, once it is ready and the user's intent
-//! mandate is given, returns the merchant-signed cart mandate;
-//! `execute_checkout` runs the completion pipeline with the AP2 mandate
-//! chain, exactly once per idempotency key.
+//! checkout session for a cart and, once it is ready, returns what the
+//! agent signs its AP2 mandates over: for a session locked to AP2 v0.2 (the
+//! platform negotiated `dev.ucp.shopping.ap2_mandate`) the merchant's
+//! checkout JWT, otherwise, given the user's intent mandate, the
+//! merchant-signed v0.1 cart mandate; `execute_checkout` runs the
+//! completion pipeline with either generation of mandates, exactly once per
+//! idempotency key.
 //!
 //! Inputs stay flat: an address is six plain fields, not an object, so a
 //! model fills it as easily as it reads it back.
@@ -19,20 +22,22 @@ use serde_json::json;
 use super::error::ToolError;
 use super::schema::flat_input;
 use super::views::{
-    CapabilityView, CartMandateView, CheckoutResult, CheckoutSummary, NegotiatedTerms,
+    Ap2CheckoutView, CapabilityView, CartMandateView, CheckoutResult, CheckoutSummary,
+    NegotiatedTerms, PayeeView,
 };
 use super::GatewayServer;
+use crate::ap2::sdjwt::MAX_PRESENTATION_BYTES;
 use crate::domain::checkout::{Buyer, PaymentSelection, PostalAddress};
 use crate::domain::{CartId, CheckoutId, CheckoutSession, CheckoutStatus, Error, ErrorCode};
 use crate::gateway::idempotency::fingerprint;
 use crate::gateway::{
     Caller, CheckoutContext, CheckoutInput, CheckoutOutcome, CompleteRequest, Completion,
     Disposition, FulfillmentInput, Gateway, IdempotencyKey, ItemInput, LinesInput, MandateChain,
-    RenderResponse,
+    Mandates, MandatesV02, RenderResponse,
 };
 use crate::ports::StoredResponse;
 use crate::ucp::pricing::MethodKind;
-use crate::ucp::profile::CHECKOUT;
+use crate::ucp::profile::{AP2_MANDATE, CHECKOUT};
 
 /// The idempotency scope of the MCP tools: keys used here never collide
 /// with keys a platform uses over UCP REST.
@@ -40,7 +45,9 @@ const TRANSPORT: &str = "mcp";
 
 /// The longest free-text field accepted (names, streets, emails).
 const MAX_FIELD: usize = 200;
-/// A compact JWS is a few kilobytes; anything far larger is not a mandate.
+/// A compact JWS is a few kilobytes; anything far larger is not a v0.1
+/// mandate. A v0.2 mandate (an SD-JWT chain) may be up to
+/// [`MAX_PRESENTATION_BYTES`].
 const MAX_MANDATE: usize = 32 * 1024;
 
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
@@ -89,9 +96,10 @@ pub struct NegotiateTermsArgs {
     pub fulfillment_option_id: Option<String>,
     /// A discount code the user gave you; an empty string removes codes.
     pub discount_code: Option<String>,
-    /// The user-signed AP2 intent mandate (compact JWS). With it, a ready
-    /// checkout comes back with the merchant-signed cart mandate bound to
-    /// this intent.
+    /// The user-signed AP2 v0.1 intent mandate (compact JWS). With it, a
+    /// ready checkout comes back with the merchant-signed cart mandate bound
+    /// to this intent. Not used for a checkout locked to AP2 v0.2 (the
+    /// answer then carries ap2_checkout instead).
     pub intent_mandate: Option<String>,
 }
 
@@ -101,12 +109,21 @@ pub struct NegotiateTermsArgs {
 pub struct ExecuteCheckoutArgs {
     /// The checkout_id from negotiate_terms; it must be ready_for_complete.
     pub checkout_id: String,
-    /// The user-signed intent mandate (compact JWS), the same one given to
-    /// negotiate_terms.
-    pub intent_mandate: String,
-    /// The merchant-signed cart mandate from negotiate_terms, unchanged.
-    pub cart_mandate: String,
-    /// The payment mandate (compact JWS) signed over the cart mandate for
+    /// AP2 v0.2 only: the checkout mandate (SD-JWT presentation ending in a
+    /// closed mandate.checkout.1 over ap2_checkout.checkout_jwt from
+    /// negotiate_terms). Send it when negotiate_terms returned ap2_checkout;
+    /// then leave intent_mandate and cart_mandate out.
+    pub checkout_mandate: Option<String>,
+    /// AP2 v0.1 only: the user-signed intent mandate (compact JWS), the same
+    /// one given to negotiate_terms.
+    pub intent_mandate: Option<String>,
+    /// AP2 v0.1 only: the merchant-signed cart mandate from negotiate_terms,
+    /// unchanged.
+    pub cart_mandate: Option<String>,
+    /// Always required. With checkout_mandate: the AP2 v0.2 payment mandate
+    /// (SD-JWT presentation ending in a closed mandate.payment.1 whose
+    /// transaction_id is ap2_checkout.checkout_hash). Otherwise: the AP2
+    /// v0.1 payment mandate (compact JWS) signed over the cart mandate for
     /// exactly its total, carrying the payment token.
     pub payment_mandate: String,
     /// A fresh unique key (e.g. a UUID) for this purchase. On a retry after
@@ -138,6 +155,69 @@ fn mandate(raw: &str, name: &str) -> Result<String, ToolError> {
         ));
     }
     Ok(token.to_owned())
+}
+
+/// An AP2 v0.2 mandate: an SD-JWT presentation, kept byte for byte (its
+/// key binding hashes it) but for surrounding whitespace.
+fn presentation(raw: &str, name: &str) -> Result<String, ToolError> {
+    let token = raw.trim();
+    if token.is_empty() || token.len() > MAX_PRESENTATION_BYTES {
+        return Err(ToolError::new(
+            ErrorCode::MandateMalformed,
+            format!(
+                "{name} must be an AP2 v0.2 SD-JWT presentation of at most \
+                 {MAX_PRESENTATION_BYTES} bytes"
+            ),
+        ));
+    }
+    Ok(token.to_owned())
+}
+
+/// A mandate argument that was given: not absent, not blank.
+fn given(raw: &Option<String>) -> Option<&str> {
+    raw.as_deref().filter(|v| !v.trim().is_empty())
+}
+
+impl ExecuteCheckoutArgs {
+    /// The mandates of the call, in the generation its arguments name:
+    /// `checkout_mandate` makes it AP2 v0.2, otherwise it is a v0.1 chain.
+    /// A mix, or a v0.1 chain with a part missing, is `mandate_malformed`.
+    fn mandates(&self) -> Result<Mandates, ToolError> {
+        let intent = given(&self.intent_mandate);
+        let cart = given(&self.cart_mandate);
+        match (given(&self.checkout_mandate), intent, cart) {
+            (Some(checkout), None, None) => Ok(Mandates::V02(MandatesV02 {
+                checkout: presentation(checkout, "checkout_mandate")?,
+                payment: presentation(&self.payment_mandate, "payment_mandate")?,
+            })),
+            (Some(_), _, _) => Err(ToolError::new(
+                ErrorCode::MandateMalformed,
+                "checkout_mandate is AP2 v0.2: send it with the v0.2 payment_mandate only, \
+                 without intent_mandate and cart_mandate (those belong to AP2 v0.1)",
+            )),
+            (None, Some(intent), Some(cart)) => Ok(Mandates::V01(MandateChain {
+                intent: mandate(intent, "intent_mandate")?,
+                cart: mandate(cart, "cart_mandate")?,
+                payment: mandate(&self.payment_mandate, "payment_mandate")?,
+            })),
+            (None, intent, cart) => {
+                let missing: Vec<&str> = [("intent_mandate", intent), ("cart_mandate", cart)]
+                    .iter()
+                    .filter(|(_, v)| v.is_none())
+                    .map(|(n, _)| *n)
+                    .collect();
+                Err(ToolError::new(
+                    ErrorCode::MandateMalformed,
+                    format!(
+                        "missing {}: send checkout_mandate and payment_mandate (AP2 v0.2, when \
+                         negotiate_terms returned ap2_checkout), or intent_mandate, \
+                         cart_mandate and payment_mandate (AP2 v0.1)",
+                        missing.join(" and ")
+                    ),
+                ))
+            }
+        }
+    }
 }
 
 fn profile_url(gw: &Gateway, raw: &Option<String>) -> Result<Option<url::Url>, ToolError> {
@@ -260,6 +340,24 @@ impl NegotiateTermsArgs {
     }
 }
 
+/// What an agent signs AP2 v0.2 mandates over, for a session locked to the
+/// extension: the merchant's checkout JWT of the session as it stands (the
+/// same one completion checks the checkout mandate against).
+fn ap2_checkout(gw: &Gateway, session: &CheckoutSession) -> Result<Ap2CheckoutView, ToolError> {
+    let signed = gw.signed_checkout(session)?;
+    let merchant = gw.ap2_merchant();
+    let hash = signed.authorization.checkout_hash;
+    Ok(Ap2CheckoutView {
+        ap2_version: "0.2".to_owned(),
+        checkout_jwt: signed.authorization.checkout_jwt,
+        checkout_hash: hash.clone(),
+        aud: gw.settings().public_base_url.clone(),
+        nonce: hash,
+        payee: PayeeView { id: merchant.id, name: merchant.name, website: merchant.website },
+        payment_amount: session.totals.total.into(),
+    })
+}
+
 /// Paying with AP2 mandates means a card through this merchant's processor;
 /// the token itself arrives in the payment mandate.
 fn mandate_payment(gw: &Gateway) -> PaymentSelection {
@@ -279,6 +377,18 @@ fn next_step(terms: &NegotiatedTerms, intent_given: bool) -> String {
     let c = &terms.checkout;
     let total = &c.totals.total.display;
     match c.status.as_str() {
+        "ready_for_complete" if terms.ap2_checkout.is_some() => format!(
+            "This checkout is locked to AP2 v0.2 (dev.ucp.shopping.ap2_mandate): no v0.1 intent \
+             or cart mandate. Show the user the items and the total {total}, and get an \
+             explicit yes. Then sign a v0.2 checkout mandate (mandate.checkout.1 with \
+             ap2_checkout.checkout_jwt and checkout_hash) and a v0.2 payment mandate \
+             (mandate.payment.1 with transaction_id = checkout_hash, payment_amount {total}, \
+             payee ap2_checkout.payee), both presented with ap2_checkout.aud and nonce, and \
+             call execute_checkout with checkout_id {}, checkout_mandate, payment_mandate and \
+             a fresh idempotency_key. Any change to the checkout needs a new negotiate_terms \
+             and new mandates.",
+            c.checkout_id
+        ),
         "ready_for_complete" => match (&terms.cart_mandate, &terms.cart_mandate_error) {
             (Some(m), _) => format!(
                 "Show the user the items and the total {total}, and get an explicit yes. Then \
@@ -332,7 +442,11 @@ what is missing. Every answer has the checkout's status, lines, totals (shipping
 tax, total; all from the merchant, never computed by you), fulfillment options, messages and \
 the list of missing fields, plus next_step. Ask the user for missing details; do not invent \
 them. When the checkout is ready_for_complete and you pass the user's intent_mandate, the \
-answer includes the merchant-signed cart_mandate to pay against. Nothing is charged here.",
+answer includes the merchant-signed cart_mandate to pay against (AP2 v0.1). When the platform \
+profile at agent_profile_url declares dev.ucp.shopping.ap2_mandate, the checkout is locked to AP2 \
+v0.2: a ready answer includes ap2_checkout (the merchant's checkout_jwt, checkout_hash, aud, \
+nonce, payee and amount) to sign a v0.2 checkout mandate and payment mandate over, and no cart \
+mandate is issued. Nothing is charged here.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -352,7 +466,9 @@ answer includes the merchant-signed cart_mandate to pay against. Nothing is char
             Some(raw) if !raw.trim().is_empty() => Some(mandate(raw, "intent_mandate")?),
             _ => None,
         };
-        let negotiated = gw.negotiate(profile.as_ref()).await?;
+        // Checkouts opened for a platform that declares the AP2 mandate
+        // extension are locked to AP2 v0.2.
+        let negotiated = gw.negotiate_with_ap2(profile.as_ref()).await?;
         if !negotiated.is_active(CHECKOUT) {
             return Err(ToolError::new(
                 ErrorCode::VersionUnsupported,
@@ -404,8 +520,11 @@ answer includes the merchant-signed cart_mandate to pay against. Nothing is char
             CheckoutOutcome::Session(s) => s,
             CheckoutOutcome::Rejected(messages) => return Err(rejected(&messages)),
         };
-        let (cart_mandate, cart_mandate_error) = match (&intent, session.status()) {
-            (Some(intent), CheckoutStatus::ReadyForComplete) => {
+        let locked = session.capabilities.iter().any(|c| c == AP2_MANDATE);
+        let ready = session.status() == CheckoutStatus::ReadyForComplete;
+        let ap2_checkout = if locked && ready { Some(ap2_checkout(gw, &session)?) } else { None };
+        let (cart_mandate, cart_mandate_error) = match (&intent, ready && !locked) {
+            (Some(intent), true) => {
                 match gw.issue_cart_mandate(&caller, &session.id, intent, profile.as_ref()).await {
                     Ok(m) => (
                         Some(CartMandateView {
@@ -431,6 +550,7 @@ answer includes the merchant-signed cart_mandate to pay against. Nothing is char
             checkout: CheckoutSummary::new(&gw.checkout_view(&session))?,
             cart_mandate,
             cart_mandate_error,
+            ap2_checkout,
             next_step: String::new(),
         };
         terms.next_step = next_step(&terms, intent.is_some());
@@ -440,15 +560,22 @@ answer includes the merchant-signed cart_mandate to pay against. Nothing is char
     #[tool(
         name = "execute_checkout",
         title = "Pay and place the order",
-        description = "Complete a ready checkout: the merchant verifies the AP2 mandate chain \
-(intent signed by the user, the cart mandate it signed, and the payment mandate for exactly the \
-cart total), re-prices every line from its catalog, applies its spending guardrails, charges \
+        description = "Complete a ready checkout: the merchant verifies the AP2 mandates, \
+re-prices every line from its catalog, applies its spending guardrails, charges \
 the payment and commits the order. This moves real money: call it only after the user has seen \
 the items and the exact total and said yes. Use a fresh idempotency_key per purchase; if the \
 call times out or fails with retryable=true, retry with the SAME idempotency_key and the SAME \
 arguments, which returns the first result without charging again (changed arguments under a \
 used key are refused with idempotency_conflict). Returns the order id, the amount charged, the \
-platform fee and the merchant-signed receipt.",
+platform fee and the merchant-signed receipt. Send ONE of two mandate forms. AP2 v0.2, when \
+negotiate_terms reported the dev.ucp.shopping.ap2_mandate capability and returned \
+ap2_checkout: checkout_mandate (SD-JWT, closed mandate.checkout.1 over ap2_checkout.checkout_jwt) \
+and payment_mandate (SD-JWT, closed mandate.payment.1 with transaction_id = \
+ap2_checkout.checkout_hash), both with aud and nonce from ap2_checkout, and no intent_mandate or \
+cart_mandate. AP2 v0.1 otherwise: intent_mandate (signed by the user), cart_mandate (from \
+negotiate_terms, unchanged) and payment_mandate (compact JWS for exactly the cart total), and no \
+checkout_mandate. A wrong combination is refused with mandate_malformed; a v0.1 chain on a \
+checkout locked to v0.2 with mandate_required.",
         annotations(
             read_only_hint = false,
             destructive_hint = true,
@@ -465,29 +592,30 @@ platform fee and the merchant-signed receipt.",
         let id = CheckoutId::parse(args.checkout_id.trim())?;
         let key = IdempotencyKey::parse(args.idempotency_key.trim())?;
         let profile = profile_url(gw, &args.agent_profile_url)?;
-        let chain = MandateChain {
-            intent: mandate(&args.intent_mandate, "intent_mandate")?,
-            cart: mandate(&args.cart_mandate, "cart_mandate")?,
-            payment: mandate(&args.payment_mandate, "payment_mandate")?,
-        };
+        let mandates = args.mandates()?;
         // The fingerprint covers what the call asks for, never the
         // JSON-RPC envelope (its id changes on every retry) nor the key.
-        let fp = fingerprint(
-            "execute_checkout",
-            Some(id.as_str()),
-            &json!({
+        let profile_str = profile.as_ref().map(url::Url::as_str);
+        let asked = match &mandates {
+            Mandates::V01(chain) => json!({
                 "intent_mandate": chain.intent,
                 "cart_mandate": chain.cart,
                 "payment_mandate": chain.payment,
-                "agent_profile_url": profile.as_ref().map(url::Url::as_str),
+                "agent_profile_url": profile_str,
             }),
-        )?;
+            Mandates::V02(m) => json!({
+                "checkout_mandate": m.checkout,
+                "payment_mandate": m.payment,
+                "agent_profile_url": profile_str,
+            }),
+        };
+        let fp = fingerprint("execute_checkout", Some(id.as_str()), &asked)?;
         let render: RenderResponse = Arc::new(|c: &Completion| success(c));
         let (who, which) = (&caller, &id);
         let done = gw
             .idempotent(TRANSPORT, &caller, &key, &fp, |held| async move {
                 let request = CompleteRequest {
-                    mandates: Some(chain.into()),
+                    mandates: Some(mandates),
                     agent_profile_url: profile,
                     idempotency_key: held,
                     render: Some(Arc::clone(&render)),

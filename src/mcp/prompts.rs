@@ -66,7 +66,9 @@ subtotal.\n\
 shipping address, shipping option), ask the user for exactly that and call it again.\n\
 5. Show the user the items, shipping, any discount and the exact total from negotiate_terms, \
 and ask for an explicit yes. If the total exceeds the budget, say so and stop.\n\
-6. Only after a clear yes: call execute_checkout with a fresh idempotency_key. If the call \
+6. Only after a clear yes: call execute_checkout with the mandates negotiate_terms asked for \
+(AP2 v0.2 checkout and payment mandates when it returned ap2_checkout, otherwise the v0.1 \
+intent, cart and payment mandates) and a fresh idempotency_key. If the call \
 fails with a retryable error or times out, retry with the same idempotency_key and the same \
 arguments; never change the arguments under the same key.\n\
 7. Report the order id, the amount charged and the receipt, then offer to track_order.\n\n\

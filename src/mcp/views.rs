@@ -544,6 +544,38 @@ pub struct CartMandateView {
     pub expires_at: String,
 }
 
+/// The merchant as an AP2 v0.2 payment mandate's payee names it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct PayeeView {
+    pub id: String,
+    pub name: String,
+    pub website: Option<String>,
+}
+
+/// What an agent needs to sign AP2 v0.2 mandates for a checkout locked to
+/// the dev.ucp.shopping.ap2_mandate extension: the merchant's signature
+/// over the checkout as it stands, and the values both mandates bind.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Ap2CheckoutView {
+    /// The AP2 version these mandates follow: 0.2.
+    pub ap2_version: String,
+    /// The merchant's checkout JWT (compact JWS, ES256; its payload is the
+    /// checkout). Put it unchanged as checkout_jwt in the closed checkout
+    /// mandate (vct mandate.checkout.1).
+    pub checkout_jwt: String,
+    /// base64url(SHA-256(checkout_jwt)): the checkout mandate's
+    /// checkout_hash and the payment mandate's transaction_id.
+    pub checkout_hash: String,
+    /// The aud of both mandate presentations (the merchant's base URL).
+    pub aud: String,
+    /// The nonce of both mandate presentations (the checkout_hash).
+    pub nonce: String,
+    /// The payee the closed payment mandate (vct mandate.payment.1) names.
+    pub payee: PayeeView,
+    /// The exact payment_amount of the payment mandate.
+    pub payment_amount: Amount,
+}
+
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct NegotiatedTerms {
     /// The UCP version agreed with the agent's platform.
@@ -557,6 +589,12 @@ pub struct NegotiatedTerms {
     /// Why no cart mandate was issued although an intent was given (the
     /// intent's budget is too small, its signature is unknown...).
     pub cart_mandate_error: Option<ToolError>,
+    /// Present once a checkout locked to AP2 v0.2 (capability
+    /// dev.ucp.shopping.ap2_mandate) is ready_for_complete: sign a v0.2
+    /// checkout mandate and payment mandate over it instead of the v0.1
+    /// intent, cart and payment mandates. Re-read after any change to the
+    /// checkout; mandates over an older state are refused.
+    pub ap2_checkout: Option<Ap2CheckoutView>,
     /// What to do next, in one sentence.
     pub next_step: String,
 }
