@@ -10,13 +10,14 @@ use crate::adapters::keyfile::{self, KeyMaterial, KeySource};
 use crate::adapters::notify::{HttpEmailNotifier, LogNotifier};
 use crate::adapters::payments::{SandboxPayments, StripeOptions, StripePayments};
 use crate::adapters::profile_fetcher::HttpProfileFetcher;
+use crate::adapters::shopify::{ShopifyOptions, ShopifyStorefront};
 use crate::adapters::sqlite::{self, Db, SqliteCatalog, SqliteStore};
 use crate::adapters::webhooks::HttpWebhookSender;
 use crate::ap2::{KeyRing, PublicKeySet};
 use crate::gateway::{Gateway, OutboxWorker};
 use crate::http::{self, AppState};
 use crate::ports::{Catalog, Clock, Notifier, Payments, SearchQuery, SystemClock};
-use crate::settings::{PaymentsKind, Settings};
+use crate::settings::{BackendKind, PaymentsKind, Settings};
 
 /// The demo catalog shipped in the binary, imported on a first start when
 /// no `catalog_file` is configured, so a fresh clone has something to sell.
@@ -30,7 +31,11 @@ pub struct App {
     pub state: AppState,
     pub gateway: Arc<Gateway>,
     pub store: Arc<SqliteStore>,
+    /// The embedded catalog (empty, and unused by the gateway, with
+    /// `backend = "shopify"`).
     pub catalog: Arc<SqliteCatalog>,
+    /// The Shopify Storefront adapter, with `backend = "shopify"`.
+    pub shopify: Option<Arc<ShopifyStorefront>>,
     /// The sandbox processor. It is the one in use unless `payments =
     /// "stripe"`; tests read its record of calls.
     pub payments: Arc<SandboxPayments>,
@@ -102,7 +107,24 @@ pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
     let db = Db::open(&settings.data_dir.join(DB_FILE), &sqlite::migrations())?;
     let store = Arc::new(SqliteStore::from_db(Arc::clone(&db)).with_clock(Arc::clone(&clock)));
     let catalog = Arc::new(SqliteCatalog::new(db));
-    seed_catalog(&settings, &catalog).await?;
+    // The backend decides where the gateway reads the catalog; only the
+    // embedded one is seeded.
+    let shopify = match settings.backend {
+        BackendKind::Embedded => {
+            seed_catalog(&settings, &catalog).await?;
+            None
+        }
+        BackendKind::Shopify => {
+            let options = ShopifyOptions::from_settings(&settings).ok_or_else(|| {
+                anyhow::anyhow!("backend = \"shopify\" needs AGENTGATE_SHOPIFY_STOREFRONT_TOKEN")
+            })?;
+            Some(Arc::new(ShopifyStorefront::new(&options)?))
+        }
+    };
+    let catalog_port: Arc<dyn Catalog> = match &shopify {
+        Some(s) => s.clone(),
+        None => catalog.clone(),
+    };
     let keys = Arc::new(keyfile::load_or_generate(&settings.data_dir, key_source(&settings))?);
     let payments = Arc::new(SandboxPayments::new(settings.public_base_url.clone()));
     let processor: Arc<dyn Payments> = match settings.payments {
@@ -122,7 +144,7 @@ pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
             Arc::new(settings),
             Arc::clone(&keys),
             store.clone(),
-            catalog.clone(),
+            catalog_port,
             processor.clone(),
             Arc::new(HttpProfileFetcher::from_settings(&settings_for_fetcher, Arc::clone(&clock))),
             clock,
@@ -131,7 +153,7 @@ pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
     );
     let state = AppState::new(Arc::clone(&gateway), jwks);
     let outbox = outbox_worker(&gateway)?;
-    Ok(App { state, gateway, store, catalog, payments, processor, keys, outbox })
+    Ok(App { state, gateway, store, catalog, shopify, payments, processor, keys, outbox })
 }
 
 /// The outbox worker with the senders the settings name.

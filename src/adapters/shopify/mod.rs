@@ -53,6 +53,23 @@ impl std::fmt::Debug for ShopifyOptions {
 }
 
 impl ShopifyOptions {
+    /// The options the settings name, or `None` when no Storefront token is
+    /// configured.
+    pub fn from_settings(settings: &crate::settings::Settings) -> Option<Self> {
+        let s = settings.shopify.as_ref()?;
+        Some(Self {
+            api_base: s.api_base.clone(),
+            api_version: s.api_version.clone(),
+            storefront_token: s.storefront_token.clone(),
+            admin_token: s.admin_token.clone(),
+            currency: settings.currency,
+            timeout: s.timeout,
+            retry: RetryPolicy { max_retries: s.max_retries, ..RetryPolicy::default() },
+            cache_ttl: s.cache_ttl,
+            cache_max_entries: s.cache_max_entries,
+        })
+    }
+
     /// `{api_base}/api/{version}/graphql.json`.
     pub fn storefront_url(&self) -> Result<Url> {
         self.api_base
