@@ -151,6 +151,15 @@ pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
         )
         .with_trusted_agent_keys(trusted_agent_keys),
     );
+    // With Shopify, the buyer pays on Shopify's checkout: completions that
+    // pass the guardrail escalate to the cart's checkout URL.
+    let gateway = match &shopify {
+        Some(s) => match Arc::try_unwrap(gateway) {
+            Ok(g) => Arc::new(g.with_external_checkout(s.clone())),
+            Err(_) => anyhow::bail!("the gateway was shared before it was built"),
+        },
+        None => gateway,
+    };
     let state = AppState::new(Arc::clone(&gateway), jwks);
     let outbox = outbox_worker(&gateway)?;
     Ok(App { state, gateway, store, catalog, shopify, payments, processor, keys, outbox })

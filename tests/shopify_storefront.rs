@@ -212,7 +212,7 @@ async fn carts_expose_checkout_urls_and_user_errors() {
         variant: VariantId::parse("gid://shopify/ProductVariant/9001").unwrap(),
         quantity: 2,
     };
-    let cart = sf.cart_create(&[line.clone()], None).await.unwrap();
+    let cart = sf.cart_create(&[line.clone()], None, &[]).await.unwrap();
     assert_eq!(cart.checkout_url, "https://acme.myshopify.com/cart/c/c1-abc123?key=k1");
     assert_eq!(cart.lines[0].2, 2);
     assert_eq!(cart.total.unwrap().minor(), 17900);
@@ -234,4 +234,46 @@ async fn a_price_in_another_currency_is_refused() {
     let catalog = ShopifyStorefront::new(&options(&server, Duration::ZERO)).unwrap();
     let err = catalog.search(&SearchQuery::default()).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::UpstreamUnavailable);
+}
+
+#[tokio::test]
+async fn escalation_builds_a_cart_naming_the_checkout_and_returns_its_url() {
+    use agentgate::ports::ExternalCheckout;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(GQL))
+        .and(body_string_contains("cartCreate"))
+        .and(body_partial_json(serde_json::json!({"variables": {"input": {
+            "lines": [{"merchandiseId": "gid://shopify/ProductVariant/9001", "quantity": 2}],
+            "buyerIdentity": {"email": "ada@example.com"}
+        }}})))
+        .and(body_string_contains("agentgate_checkout_id"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("cart_create.json")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let sf = ShopifyStorefront::new(&options(&server, Duration::ZERO)).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let line = agentgate::domain::LineItem {
+        id: "li_1".into(),
+        variant_id: VariantId::parse("gid://shopify/ProductVariant/9001").unwrap(),
+        product_id: ProductId::parse("gid://shopify/Product/8001").unwrap(),
+        sku: Sku::parse("TR-42").unwrap(),
+        title: "Trail Runner".into(),
+        quantity: 2,
+        unit_price: agentgate::domain::Money::new(8950, Currency::usd()),
+        requires_shipping: true,
+    };
+    let mut session = agentgate::domain::CheckoutSession::new(
+        agentgate::domain::CheckoutId::from_uuid(uuid::Uuid::now_v7()),
+        Currency::usd(),
+        vec![line],
+        None,
+        now,
+        time::Duration::hours(1),
+    )
+    .unwrap();
+    session.buyer.email = Some("ada@example.com".into());
+    let url = sf.continue_url(&session).await.unwrap();
+    assert_eq!(url, "https://acme.myshopify.com/cart/c/c1-abc123?key=k1");
 }

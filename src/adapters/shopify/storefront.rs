@@ -307,13 +307,20 @@ impl ShopifyStorefront {
         })
     }
 
+    /// `attributes` are cart attributes; Shopify copies them onto the order
+    /// (`note_attributes`), which is how an order names its checkout.
     pub async fn cart_create(
         &self,
         lines: &[CartLineInput],
         buyer: Option<&BuyerIdentity>,
+        attributes: &[(&str, String)],
     ) -> Result<ShopifyCart> {
         let q = format!("mutation($input: CartInput!) {{ cartCreate(input: $input) {{ cart {{ ...C }} userErrors {{ field message code }} warnings {{ code message }} }} }} {CART_FIELDS}");
         let mut input = json!({"lines": line_inputs(lines)});
+        if !attributes.is_empty() {
+            input["attributes"] =
+                attributes.iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
+        }
         if let Some(b) = buyer {
             input["buyerIdentity"] = buyer_json(b);
         }
@@ -369,15 +376,26 @@ impl ShopifyStorefront {
         )
         .await
     }
+}
 
-    /// Builds a Shopify cart holding `lines` for `buyer` and returns it; its
-    /// `checkout_url` is where the buyer pays.
-    pub async fn checkout_for(
-        &self,
-        lines: &[CartLineInput],
-        buyer: Option<&BuyerIdentity>,
-    ) -> Result<ShopifyCart> {
-        self.cart_create(lines, buyer).await
+/// The cart attribute naming the gateway's checkout on the Shopify order.
+pub const CHECKOUT_ATTRIBUTE: &str = "agentgate_checkout_id";
+
+#[async_trait]
+impl crate::ports::ExternalCheckout for ShopifyStorefront {
+    async fn continue_url(&self, session: &crate::domain::CheckoutSession) -> Result<String> {
+        let lines: Vec<CartLineInput> = session
+            .line_items
+            .iter()
+            .map(|l| CartLineInput { variant: l.variant_id.clone(), quantity: l.quantity })
+            .collect();
+        let buyer = BuyerIdentity { email: session.buyer.email.clone(), ..Default::default() };
+        let attributes = [(CHECKOUT_ATTRIBUTE, session.id.to_string())];
+        let cart = self.cart_create(&lines, Some(&buyer), &attributes).await?;
+        for w in &cart.warnings {
+            tracing::info!(checkout = %session.id, warning = %w, "shopify cart warning");
+        }
+        Ok(cart.checkout_url)
     }
 }
 
