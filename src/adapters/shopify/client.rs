@@ -261,7 +261,8 @@ pub(crate) fn throttle_wait(doc: &Value) -> Option<Duration> {
     let status = cost.get("throttleStatus")?;
     let available = status.get("currentlyAvailable")?.as_f64()?;
     let rate = status.get("restoreRate")?.as_f64()?;
-    if !(rate > 0.0) {
+    // A NaN or non-positive rate gives no usable wait.
+    if rate.is_nan() || rate <= 0.0 {
         return None;
     }
     let secs = ((requested - available) / rate).max(0.0);
