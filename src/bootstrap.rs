@@ -10,13 +10,14 @@ use crate::adapters::keyfile::{self, KeyMaterial, KeySource};
 use crate::adapters::notify::{HttpEmailNotifier, LogNotifier};
 use crate::adapters::payments::{SandboxPayments, StripeOptions, StripePayments};
 use crate::adapters::profile_fetcher::HttpProfileFetcher;
+use crate::adapters::shopify::{ShopifyOptions, ShopifyStorefront};
 use crate::adapters::sqlite::{self, Db, SqliteCatalog, SqliteStore};
 use crate::adapters::webhooks::HttpWebhookSender;
 use crate::ap2::{KeyRing, PublicKeySet};
 use crate::gateway::{Gateway, OutboxWorker};
 use crate::http::{self, AppState};
 use crate::ports::{Catalog, Clock, Notifier, Payments, SearchQuery, Store, SystemClock};
-use crate::settings::{PaymentsKind, Settings, StoreKind};
+use crate::settings::{BackendKind, PaymentsKind, Settings, StoreKind};
 
 /// The demo catalog shipped in the binary, imported on a first start when
 /// no `catalog_file` is configured, so a fresh clone has something to sell.
@@ -31,7 +32,11 @@ pub struct App {
     pub gateway: Arc<Gateway>,
     /// The configured store: SQLite in the data dir, or DynamoDB.
     pub store: Arc<dyn Store>,
+    /// The embedded catalog (empty, and unused by the gateway, with
+    /// `backend = "shopify"`).
     pub catalog: Arc<SqliteCatalog>,
+    /// The Shopify Storefront adapter, with `backend = "shopify"`.
+    pub shopify: Option<Arc<ShopifyStorefront>>,
     /// The sandbox processor. It is the one in use unless `payments =
     /// "stripe"`; tests read its record of calls.
     pub payments: Arc<SandboxPayments>,
@@ -107,7 +112,24 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
 pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
     let db = Db::open(&settings.data_dir.join(DB_FILE), &sqlite::migrations())?;
     let catalog = Arc::new(SqliteCatalog::new(Arc::clone(&db)));
-    seed_catalog(&settings, &catalog).await?;
+    // The backend decides where the gateway reads the catalog; only the
+    // embedded one is seeded.
+    let shopify = match settings.backend {
+        BackendKind::Embedded => {
+            seed_catalog(&settings, &catalog).await?;
+            None
+        }
+        BackendKind::Shopify => {
+            let options = ShopifyOptions::from_settings(&settings).ok_or_else(|| {
+                anyhow::anyhow!("backend = \"shopify\" needs AGENTGATE_SHOPIFY_STOREFRONT_TOKEN")
+            })?;
+            Some(Arc::new(ShopifyStorefront::new(&options)?))
+        }
+    };
+    let catalog_port: Arc<dyn Catalog> = match &shopify {
+        Some(s) => s.clone(),
+        None => catalog.clone(),
+    };
     let store: Arc<dyn Store> = match settings.store {
         StoreKind::Sqlite => Arc::new(SqliteStore::from_db(db).with_clock(Arc::clone(&clock))),
         StoreKind::Dynamodb => dynamodb_store(&settings, Arc::clone(&clock)).await?,
@@ -131,16 +153,25 @@ pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
             Arc::new(settings),
             Arc::clone(&keys),
             store.clone(),
-            catalog.clone(),
+            catalog_port,
             processor.clone(),
             Arc::new(HttpProfileFetcher::from_settings(&settings_for_fetcher, Arc::clone(&clock))),
             clock,
         )
         .with_trusted_agent_keys(trusted_agent_keys),
     );
+    // With Shopify, the buyer pays on Shopify's checkout: completions that
+    // pass the guardrail escalate to the cart's checkout URL.
+    let gateway = match &shopify {
+        Some(s) => match Arc::try_unwrap(gateway) {
+            Ok(g) => Arc::new(g.with_external_checkout(s.clone())),
+            Err(_) => anyhow::bail!("the gateway was shared before it was built"),
+        },
+        None => gateway,
+    };
     let state = AppState::new(Arc::clone(&gateway), jwks);
     let outbox = outbox_worker(&gateway)?;
-    Ok(App { state, gateway, store, catalog, payments, processor, keys, outbox })
+    Ok(App { state, gateway, store, catalog, shopify, payments, processor, keys, outbox })
 }
 
 /// The outbox worker with the senders the settings name.

@@ -372,6 +372,17 @@ pub trait Catalog: Send + Sync + 'static {
     async fn categories(&self) -> Result<Vec<CategoryNode>>;
 }
 
+/// A backend whose own checkout takes the payment (Shopify). When the
+/// gateway has one, a completion that passes the guardrail does not charge:
+/// the session moves to `requires_escalation` with the URL this returns,
+/// and the buyer pays there. Implementation: `adapters::shopify::ShopifyStorefront`.
+#[async_trait]
+pub trait ExternalCheckout: Send + Sync + 'static {
+    /// Builds the backend's cart for the session's lines and buyer, and
+    /// returns where the buyer pays (the cart's checkout URL).
+    async fn continue_url(&self, session: &CheckoutSession) -> Result<String>;
+}
+
 /// Outcome of a charge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChargeOutcome {

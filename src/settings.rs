@@ -111,6 +111,67 @@ pub enum PaymentsKind {
     Stripe,
 }
 
+/// Which commerce backend holds the catalog and takes the orders.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// The SQLite catalog and store in the data dir (the default).
+    #[default]
+    Embedded,
+    /// A Shopify shop: catalog and carts through the Storefront API, the
+    /// buyer pays on Shopify's checkout (`[shopify]`, `docs/backends.md`).
+    Shopify,
+}
+
+/// The Shopify backend (`[shopify]`), before checking. Tokens are not
+/// here: they come from the environment only (`AGENTGATE_SHOPIFY_*`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShopifyConfig {
+    /// The shop, `acme` or `acme.myshopify.com` (or a custom domain).
+    pub store_domain: Option<String>,
+    /// The pinned Shopify API version (`YYYY-MM`).
+    pub api_version: String,
+    /// Overrides the shop URL; tests point it at a local server.
+    pub api_base: Option<String>,
+    /// Seconds a catalog read is served from memory; 0 turns caching off.
+    pub cache_ttl_secs: u64,
+    /// Catalog reads kept in memory at most.
+    pub cache_max_entries: usize,
+    /// Seconds one Shopify call may take, connecting included.
+    pub timeout_secs: u64,
+    /// Retries after a 429, a 5xx, `THROTTLED` or a network failure.
+    pub max_retries: u32,
+}
+
+impl Default for ShopifyConfig {
+    fn default() -> Self {
+        Self {
+            store_domain: None,
+            api_version: "2025-10".into(),
+            api_base: None,
+            cache_ttl_secs: 30,
+            cache_max_entries: 1024,
+            timeout_secs: 10,
+            max_retries: 3,
+        }
+    }
+}
+
+/// The Shopify backend, checked.
+#[derive(Debug, Clone)]
+pub struct ShopifySettings {
+    pub api_base: url::Url,
+    pub api_version: String,
+    pub storefront_token: SecretString,
+    pub admin_token: Option<SecretString>,
+    pub webhook_secret: Option<SecretString>,
+    pub cache_ttl: std::time::Duration,
+    pub cache_max_entries: usize,
+    pub timeout: std::time::Duration,
+    pub max_retries: u32,
+}
+
 /// How confirmation notifications leave the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -371,6 +432,22 @@ pub struct RawSettings {
     pub outbox: OutboxConfig,
     /// Confirmation notifications (`[notify]`).
     pub notify: NotifyConfig,
+    /// The commerce backend: `embedded` (default) or `shopify`.
+    pub backend: BackendKind,
+    /// The Shopify backend (`[shopify]`).
+    pub shopify: ShopifyConfig,
+    /// The Storefront API token (`AGENTGATE_SHOPIFY_STOREFRONT_TOKEN`),
+    /// required with `backend = "shopify"`.
+    #[serde(skip_serializing)]
+    pub shopify_storefront_token: Option<SecretString>,
+    /// The Admin API token (`AGENTGATE_SHOPIFY_ADMIN_TOKEN`) for order
+    /// reads; without it orders are tracked from webhooks only.
+    #[serde(skip_serializing)]
+    pub shopify_admin_token: Option<SecretString>,
+    /// The webhook signing secret (`AGENTGATE_SHOPIFY_WEBHOOK_SECRET`);
+    /// without it `POST /webhooks/shopify` refuses every delivery.
+    #[serde(skip_serializing)]
+    pub shopify_webhook_secret: Option<SecretString>,
 }
 
 /// Store policies shown to agents (the MCP policies resource and the
@@ -444,6 +521,11 @@ impl Default for RawSettings {
             stripe_webhook_tolerance_secs: 300,
             outbox: OutboxConfig::default(),
             notify: NotifyConfig::default(),
+            backend: BackendKind::Embedded,
+            shopify: ShopifyConfig::default(),
+            shopify_storefront_token: None,
+            shopify_admin_token: None,
+            shopify_webhook_secret: None,
         }
     }
 }
@@ -491,6 +573,10 @@ pub struct Settings {
     pub stripe: StripeSettings,
     pub outbox: OutboxConfig,
     pub notify: NotifyConfig,
+    pub backend: BackendKind,
+    /// Present when a Storefront token is configured (always with
+    /// `backend = "shopify"`).
+    pub shopify: Option<ShopifySettings>,
 }
 
 /// Values given on the command line; they win over every other layer.
@@ -512,7 +598,14 @@ fn setting_names() -> Vec<String> {
         _ => Vec::new(),
     };
     // Secrets are never serialised, so they are named here.
-    for secret in ["signing_key", "stripe_secret_key", "stripe_webhook_secret"] {
+    for secret in [
+        "signing_key",
+        "stripe_secret_key",
+        "stripe_webhook_secret",
+        "shopify_storefront_token",
+        "shopify_admin_token",
+        "shopify_webhook_secret",
+    ] {
         names.push(secret.to_owned());
     }
     names
@@ -553,6 +646,68 @@ fn stripe_settings(raw: &RawSettings) -> Result<StripeSettings> {
     })
 }
 
+fn shopify_settings(raw: &RawSettings) -> Result<Option<ShopifySettings>> {
+    let c = &raw.shopify;
+    let Some(token) = raw.shopify_storefront_token.clone() else {
+        if raw.backend == BackendKind::Shopify {
+            return Err(bad(
+                "shopify_storefront_token",
+                "backend = \"shopify\" needs the Storefront token (AGENTGATE_SHOPIFY_STOREFRONT_TOKEN)",
+            ));
+        }
+        return Ok(None);
+    };
+    let version_ok = c.api_version.len() == 7
+        && c.api_version.bytes().enumerate().all(|(i, b)| {
+            if i == 4 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    if !version_ok {
+        return Err(bad("shopify.api_version", "must be a Shopify API version like 2025-10"));
+    }
+    let api_base = match (&c.api_base, &c.store_domain) {
+        (Some(base), _) => {
+            let u = url::Url::parse(base).map_err(|e| bad("shopify.api_base", e))?;
+            if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+                return Err(bad("shopify.api_base", "must be an http(s) URL with a host"));
+            }
+            let s = u.as_str().trim_end_matches('/').to_owned() + "/";
+            url::Url::parse(&s).map_err(|e| bad("shopify.api_base", e))?
+        }
+        (None, Some(domain)) => crate::adapters::shopify::ShopifyOptions::shop_url(domain)
+            .map_err(|e| bad("shopify.store_domain", e.message()))?,
+        (None, None) => {
+            return Err(bad("shopify.store_domain", "names the shop ({shop}.myshopify.com)"))
+        }
+    };
+    if !(1..=120).contains(&c.timeout_secs) {
+        return Err(bad("shopify.timeout_secs", "must be between 1 and 120"));
+    }
+    if c.max_retries > 10 {
+        return Err(bad("shopify.max_retries", "must be at most 10"));
+    }
+    if c.cache_ttl_secs > 3600 {
+        return Err(bad("shopify.cache_ttl_secs", "must be at most 3600"));
+    }
+    if c.cache_max_entries > 100_000 {
+        return Err(bad("shopify.cache_max_entries", "must be at most 100000"));
+    }
+    Ok(Some(ShopifySettings {
+        api_base,
+        api_version: c.api_version.clone(),
+        storefront_token: token,
+        admin_token: raw.shopify_admin_token.clone(),
+        webhook_secret: raw.shopify_webhook_secret.clone(),
+        cache_ttl: std::time::Duration::from_secs(c.cache_ttl_secs),
+        cache_max_entries: c.cache_max_entries,
+        timeout: std::time::Duration::from_secs(c.timeout_secs),
+        max_retries: c.max_retries,
+    }))
+}
+
 impl Settings {
     /// Loads defaults, then `config_file` (if given; it must exist), then the
     /// environment, then `overrides`, and checks the result.
@@ -586,6 +741,7 @@ impl Settings {
 
     pub fn from_raw(raw: RawSettings) -> Result<Self> {
         let stripe = stripe_settings(&raw)?;
+        let shopify = shopify_settings(&raw)?;
         let listen: SocketAddr = raw.listen.parse().map_err(|e| {
             bad("listen", format!("{:?} is not an IP:port address ({e})", raw.listen))
         })?;
@@ -692,6 +848,8 @@ impl Settings {
             stripe,
             outbox: raw.outbox,
             notify: raw.notify,
+            backend: raw.backend,
+            shopify,
         })
     }
 
@@ -989,6 +1147,70 @@ url = "https://shop.example/terms"
             }
             Ok(())
         });
+    }
+
+    #[test]
+    fn shopify_backend_reads_tokens_from_the_environment_and_checks_the_table() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "shop.toml",
+                "backend = \"shopify\"\n[shopify]\nstore_domain = \"acme\"\ncache_ttl_secs = 5\n",
+            )?;
+            // Without the Storefront token the shopify backend cannot start.
+            let err =
+                Settings::load(Some(Path::new("shop.toml")), &Overrides::default()).unwrap_err();
+            assert!(
+                err.message().contains("AGENTGATE_SHOPIFY_STOREFRONT_TOKEN"),
+                "{}",
+                err.message()
+            );
+            jail.set_env("AGENTGATE_SHOPIFY_STOREFRONT_TOKEN", "sf_secret_1");
+            jail.set_env("AGENTGATE_SHOPIFY_ADMIN_TOKEN", "shpat_secret_2");
+            jail.set_env("AGENTGATE_SHOPIFY_WEBHOOK_SECRET", "hook_secret_3");
+            let s = Settings::load(Some(Path::new("shop.toml")), &Overrides::default())
+                .map_err(|e| e.to_string())?;
+            assert_eq!(s.backend, BackendKind::Shopify);
+            let shop = s.shopify.as_ref().expect("shopify settings");
+            assert_eq!(shop.api_base.as_str(), "https://acme.myshopify.com/");
+            assert_eq!(shop.api_version, "2025-10");
+            assert_eq!(shop.cache_ttl, std::time::Duration::from_secs(5));
+            assert_eq!(shop.storefront_token.expose_secret(), "sf_secret_1");
+            let shown = format!("{s:?}");
+            for secret in ["sf_secret_1", "shpat_secret_2", "hook_secret_3"] {
+                assert!(!shown.contains(secret), "{secret} printed");
+            }
+            Ok(())
+        });
+        let cases = [
+            (ShopifyConfig { api_version: "latest".into(), ..Default::default() }, "api_version"),
+            (ShopifyConfig { store_domain: None, ..Default::default() }, "store_domain"),
+            (
+                ShopifyConfig {
+                    store_domain: Some("acme".into()),
+                    api_base: Some("ftp://x".into()),
+                    ..Default::default()
+                },
+                "api_base",
+            ),
+            (
+                ShopifyConfig {
+                    store_domain: Some("acme".into()),
+                    timeout_secs: 0,
+                    ..Default::default()
+                },
+                "timeout_secs",
+            ),
+        ];
+        for (shopify, field) in cases {
+            let raw = RawSettings {
+                backend: BackendKind::Shopify,
+                shopify,
+                shopify_storefront_token: Some(SecretString::from("t")),
+                ..Default::default()
+            };
+            let err = Settings::from_raw(raw).unwrap_err();
+            assert!(err.message().contains(field), "{field}: {}", err.message());
+        }
     }
 
     #[test]

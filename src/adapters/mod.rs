@@ -10,5 +10,6 @@ pub mod notify;
 pub mod payments;
 pub mod profile_fetcher;
 pub mod records;
+pub mod shopify;
 pub mod sqlite;
 pub mod webhooks;

@@ -469,6 +469,28 @@ async fn attempt(
     }
     gw.settings.fees.fee_for(total)?;
 
+    // Step 4b: a backend whose own checkout takes the payment (Shopify).
+    // The guardrail has passed, so the buyer is handed over to pay there:
+    // nothing is charged here, no order id is minted and no mandate is
+    // spent, and a later completion starts a fresh attempt.
+    if let Some(external) = &gw.external_checkout {
+        let mut handed = session;
+        handed.line_items = repriced.lines;
+        handed.totals = repriced.totals;
+        let url = external.continue_url(&handed).await?;
+        let content = format!("the buyer pays on the store's own checkout at {url}");
+        handed.messages = vec![message(
+            MessageType::Info,
+            ErrorCode::PaymentRequiresAction.as_str(),
+            &content,
+            None,
+        )];
+        handed.continue_url = Some(url);
+        let handed = handed.transition(CheckoutStatus::RequiresEscalation, now)?;
+        gw.store.update_checkout(&handed, version).await?;
+        return Err(Error::new(ErrorCode::PaymentRequiresAction, content));
+    }
+
     // Step 5: take the lock, then spend the mandates, then charge.
     let order_id = OrderId::from_uuid(uuid::Uuid::now_v7());
     let mut locked = session;
@@ -1065,7 +1087,12 @@ pub(super) async fn catalog_view(
         let Some(variant) = product.variant(&vid) else { continue };
         // The store's count is what the commit decrements; an uncounted SKU
         // has none to sell.
-        let available = gw.store.get_stock(&variant.sku).await?.unwrap_or(0);
+        // A backend with its own checkout (Shopify) counts its own stock,
+        // as the catalog read it; its checkout has the final word.
+        let available = match gw.external_checkout {
+            Some(_) => variant.stock,
+            None => gw.store.get_stock(&variant.sku).await?.unwrap_or(0),
+        };
         items.push(CatalogItem {
             variant_id: variant.id.clone(),
             sku: variant.sku.clone(),

@@ -107,6 +107,8 @@ pub struct Gateway {
     clock: Arc<dyn Clock>,
     /// Agent platform keys the merchant configured (`trusted_agent_jwks_file`).
     trusted_agent_keys: PublicKeySet,
+    /// The backend's own checkout, when it takes the payment (Shopify).
+    external_checkout: Option<Arc<dyn crate::ports::ExternalCheckout>>,
 }
 
 impl Gateway {
@@ -128,7 +130,18 @@ impl Gateway {
             profiles,
             clock,
             trusted_agent_keys: PublicKeySet::new(),
+            external_checkout: None,
         }
+    }
+
+    /// Hands completions to a backend's own checkout (see
+    /// [`ExternalCheckout`](crate::ports::ExternalCheckout)).
+    pub fn with_external_checkout(
+        mut self,
+        external: Arc<dyn crate::ports::ExternalCheckout>,
+    ) -> Self {
+        self.external_checkout = Some(external);
+        self
     }
 
     /// Adds the agent platform keys the merchant trusts without a profile

@@ -48,7 +48,7 @@ pub const STRIPE: &str = "stripe";
 
 /// The routes, merged at the root of the app.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/webhooks/stripe", post(stripe))
+    Router::new().route("/webhooks/stripe", post(stripe)).route("/webhooks/shopify", post(shopify))
 }
 
 fn invalid_signature(why: &str) -> Error {
@@ -198,6 +198,79 @@ async fn stripe(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             ApiError(e).into_response()
         }
     }
+}
+
+/// The `source` under which Shopify webhook ids are deduplicated.
+pub const SHOPIFY: &str = "shopify";
+
+/// The Shopify topics acted on.
+const SHOPIFY_TOPICS: [&str; 4] =
+    ["orders/paid", "orders/cancelled", "fulfillments/create", "fulfillments/update"];
+
+/// `POST /webhooks/shopify`: `X-Shopify-Hmac-Sha256` is checked over the
+/// raw body (constant time) before anything parses it; a delivery is then
+/// deduplicated on `X-Shopify-Webhook-Id`. Answers follow the Stripe
+/// endpoint: 400 `webhook_signature_invalid` for a missing or wrong HMAC
+/// (or no secret configured), 200 `{"received": true, "effect": …}` for a
+/// delivery acted on, a duplicate or an ignored topic, and the error's
+/// status (with the id forgotten, so the redelivery counts) when acting
+/// fails.
+async fn shopify(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    use crate::adapters::shopify::{admin, webhooks as shopify_hooks};
+    let gateway = &state.gateway;
+    let Some(secret) = gateway.settings().shopify.as_ref().and_then(|s| s.webhook_secret.as_ref())
+    else {
+        tracing::warn!("a Shopify webhook arrived but AGENTGATE_SHOPIFY_WEBHOOK_SECRET is not set");
+        return ApiError(Error::new(
+            ErrorCode::WebhookSignatureInvalid,
+            "X-Shopify-Hmac-Sha256: this endpoint has no secret configured",
+        ))
+        .into_response();
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !shopify_hooks::verify(secret, &body, header("x-shopify-hmac-sha256")) {
+        tracing::warn!("refused a Shopify webhook: the HMAC does not match");
+        return ApiError(Error::new(
+            ErrorCode::WebhookSignatureInvalid,
+            "X-Shopify-Hmac-Sha256: the signature does not match",
+        ))
+        .into_response();
+    }
+    let webhook_id = header("x-shopify-webhook-id").to_owned();
+    if webhook_id.is_empty() || webhook_id.len() > 255 {
+        return ApiError(Error::invalid("X-Shopify-Webhook-Id is missing or too long"))
+            .into_response();
+    }
+    let topic = header("x-shopify-topic").to_owned();
+    if !SHOPIFY_TOPICS.contains(&topic.as_str()) {
+        return Json(json!({"received": true, "effect": "ignored"})).into_response();
+    }
+    let payload: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => return ApiError(Error::invalid("the body is not a Shopify resource")).into_response(),
+    };
+    let parsed = if topic.starts_with("orders/") {
+        admin::parse_order(&payload).map(|o| {
+            json!({"order": o.id, "financial_status": o.financial_status, "cancelled": o.cancelled})
+        })
+    } else {
+        admin::parse_fulfillment(&payload).map(|f| {
+            json!({"order": payload.get("order_id").and_then(Value::as_i64), "fulfillment": f.id,
+                   "status": f.status, "tracking_numbers": f.tracking_numbers})
+        })
+    };
+    let parsed = match parsed {
+        Ok(p) => p,
+        Err(e) => return ApiError(Error::invalid(e.message())).into_response(),
+    };
+    match gateway.store().mark_webhook_seen(SHOPIFY, &webhook_id).await {
+        Ok(true) => {}
+        Ok(false) => return Json(json!({"received": true, "effect": "duplicate"})).into_response(),
+        Err(e) => return ApiError(e).into_response(),
+    }
+    let rid = request_id::current_request_id();
+    tracing::info!(webhook = %webhook_id, topic = %topic, detail = %parsed, trace = %rid, "Shopify webhook");
+    Json(json!({"received": true, "effect": "recorded"})).into_response()
 }
 
 #[cfg(test)]
