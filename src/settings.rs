@@ -197,6 +197,71 @@ impl OutboxConfig {
     }
 }
 
+/// One budget of the rate limiter: a sustained rate and a burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateBudget {
+    /// Calls per minute a caller may sustain.
+    pub per_minute: u32,
+    /// Calls a caller may make at once after being idle.
+    pub burst: u32,
+}
+
+/// Per-caller budgets by tool class (`[rate_limits]`). Writes that move
+/// money are the stricter budgets: a runaway agent should exhaust its
+/// checkout budget long before it can hurt the merchant, while browsing
+/// stays cheap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimits {
+    /// Off only for load tests and benchmarks.
+    pub enabled: bool,
+    /// Catalog searches, lookups, order reads.
+    pub catalog: RateBudget,
+    /// Cart creation and changes.
+    pub cart: RateBudget,
+    /// Checkout creation, update and cancellation.
+    pub checkout_write: RateBudget,
+    /// Checkout completion (payment).
+    pub checkout_complete: RateBudget,
+    /// How many distinct callers the limiter remembers before it forgets
+    /// the idle ones; bounds the memory a flood of new identities can take.
+    pub max_tracked_callers: usize,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            catalog: RateBudget { per_minute: 1200, burst: 300 },
+            cart: RateBudget { per_minute: 600, burst: 120 },
+            checkout_write: RateBudget { per_minute: 120, burst: 60 },
+            checkout_complete: RateBudget { per_minute: 30, burst: 20 },
+            max_tracked_callers: 100_000,
+        }
+    }
+}
+
+impl RateLimits {
+    fn validate(&self) -> Result<()> {
+        let budgets = [
+            ("rate_limits.catalog", self.catalog),
+            ("rate_limits.cart", self.cart),
+            ("rate_limits.checkout_write", self.checkout_write),
+            ("rate_limits.checkout_complete", self.checkout_complete),
+        ];
+        for (name, b) in budgets {
+            if b.per_minute == 0 || b.burst == 0 {
+                return Err(bad(name, "per_minute and burst must be at least 1"));
+            }
+        }
+        if !(1..=10_000_000).contains(&self.max_tracked_callers) {
+            return Err(bad("rate_limits.max_tracked_callers", "must be between 1 and 10000000"));
+        }
+        Ok(())
+    }
+}
+
 /// Stripe, checked (see the `stripe_*` settings).
 #[derive(Debug, Clone)]
 pub struct StripeSettings {
@@ -308,6 +373,8 @@ pub struct RawSettings {
     pub outbox: OutboxConfig,
     /// Confirmation notifications (`[notify]`).
     pub notify: NotifyConfig,
+    /// Per-caller rate limits by tool class.
+    pub rate_limits: RateLimits,
 }
 
 /// Store policies shown to agents (the MCP policies resource and the
@@ -379,6 +446,7 @@ impl Default for RawSettings {
             stripe_webhook_tolerance_secs: 300,
             outbox: OutboxConfig::default(),
             notify: NotifyConfig::default(),
+            rate_limits: RateLimits::default(),
         }
     }
 }
@@ -424,6 +492,7 @@ pub struct Settings {
     pub stripe: StripeSettings,
     pub outbox: OutboxConfig,
     pub notify: NotifyConfig,
+    pub rate_limits: RateLimits,
 }
 
 /// Values given on the command line; they win over every other layer.
@@ -562,6 +631,7 @@ impl Settings {
         raw.discounts.validate()?;
         raw.outbox.validate()?;
         raw.notify.validate()?;
+        raw.rate_limits.validate()?;
         let policy_links = if raw.policy_links.is_empty() {
             // UCP requires `links` on every checkout (checkout.json); these
             // defaults keep a fresh install compliant until real pages exist.
@@ -620,6 +690,7 @@ impl Settings {
             stripe,
             outbox: raw.outbox,
             notify: raw.notify,
+            rate_limits: raw.rate_limits,
         })
     }
 

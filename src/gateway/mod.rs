@@ -5,6 +5,7 @@
 //! once. The gateway owns the ports and the pure core; it decides nothing
 //! about wire formats.
 
+pub mod access;
 pub mod carts;
 pub mod checkout;
 mod complete;
@@ -15,6 +16,7 @@ mod negotiation;
 mod orders;
 mod outbox;
 mod payments;
+pub mod rate_limit;
 
 pub use complete::{
     CompleteRequest, Completion, MandateChain, Mandates, MandatesV02, ReceiptClaims,
@@ -107,6 +109,8 @@ pub struct Gateway {
     clock: Arc<dyn Clock>,
     /// Agent platform keys the merchant configured (`trusted_agent_jwks_file`).
     trusted_agent_keys: PublicKeySet,
+    /// Per-caller budgets by tool class, shared by every transport.
+    rate_limiter: rate_limit::RateLimiter,
 }
 
 impl Gateway {
@@ -119,7 +123,9 @@ impl Gateway {
         profiles: Arc<dyn ProfileFetcher>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let rate_limiter = rate_limit::RateLimiter::new(&settings.rate_limits);
         Self {
+            rate_limiter,
             settings,
             keys,
             store,
@@ -136,6 +142,12 @@ impl Gateway {
     pub fn with_trusted_agent_keys(mut self, keys: PublicKeySet) -> Self {
         self.trusted_agent_keys = keys;
         self
+    }
+
+    /// Spends one call of `class` from the budget of `key` (the caller's
+    /// identity), or answers `rate_limited` with a `retry_after`.
+    pub fn rate_limit(&self, class: rate_limit::ToolClass, key: &str) -> Result<()> {
+        self.rate_limiter.check(class, key)
     }
 
     pub fn settings(&self) -> &Settings {

@@ -6,6 +6,7 @@
 //! what happens to every request before a handler sees it.
 
 pub mod error;
+pub mod limits;
 pub mod request_id;
 pub mod sandbox;
 pub mod ucp_rest;
@@ -84,7 +85,10 @@ pub fn app(state: AppState) -> Router {
         .merge(sandbox::router())
         .merge(webhooks::router())
         .fallback(error::not_found)
-        .with_state(state);
+        .with_state(state.clone());
+    // Who is calling and how much they may still do, inside the edge
+    // layers so a refusal has a request id and the error body.
+    let routes = routes.layer(axum::middleware::from_fn_with_state(state, limits::middleware));
     with_edge_layers(routes, max_body, timeout)
 }
 
