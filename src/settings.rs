@@ -262,6 +262,86 @@ impl RateLimits {
     }
 }
 
+/// Whether the auth tiers apply (`auth.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Local use: every shopping operation is open to anonymous callers;
+    /// operator tools still need the `admin` scope.
+    #[default]
+    Open,
+    /// The tiers apply: anonymous browses and builds carts, an API key or
+    /// a signed agent opens checkouts, a scoped token pays and reads orders.
+    Enforced,
+}
+
+/// Bearer tokens and their issuer (`[auth]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    /// The OAuth authorization server whose tokens are accepted (`iss`).
+    pub issuer: Option<String>,
+    /// Where the issuer's public keys are; required with `issuer`.
+    pub jwks_url: Option<String>,
+    /// The audience tokens must name; defaults to the public base URL.
+    pub audience: Option<String>,
+    /// How long fetched issuer keys are trusted before a refetch.
+    pub jwks_ttl_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::Open,
+            issuer: None,
+            jwks_url: None,
+            audience: None,
+            jwks_ttl_secs: 300,
+        }
+    }
+}
+
+/// One API key (`[[api_keys]]`). Only the SHA-256 of the key is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// A name for logs and rate limits; never the key.
+    pub id: String,
+    /// Lowercase hex SHA-256 of the key.
+    pub sha256: String,
+    /// The caller subject the key acts as; defaults to `api-key:<id>`.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// Scopes the key grants, e.g. `["admin"]` for an operator key.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+impl AuthConfig {
+    fn validate(&self, api_keys: &[ApiKeyConfig]) -> Result<()> {
+        if self.issuer.is_some() != self.jwks_url.is_some() {
+            return Err(bad("auth.jwks_url", "auth.issuer and auth.jwks_url go together"));
+        }
+        if let Some(u) = &self.jwks_url {
+            let ok = url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+            if !ok {
+                return Err(bad("auth.jwks_url", "must be an http(s) URL"));
+            }
+        }
+        if !(1..=86_400).contains(&self.jwks_ttl_secs) {
+            return Err(bad("auth.jwks_ttl_secs", "must be between 1 and 86400"));
+        }
+        for k in api_keys {
+            let hex_ok = k.sha256.len() == 64 && k.sha256.bytes().all(|b| b.is_ascii_hexdigit());
+            if !hex_ok {
+                return Err(bad("api_keys.sha256", format!("key {} needs 64 hex digits", k.id)));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Stripe, checked (see the `stripe_*` settings).
 #[derive(Debug, Clone)]
 pub struct StripeSettings {
@@ -375,6 +455,10 @@ pub struct RawSettings {
     pub notify: NotifyConfig,
     /// Per-caller rate limits by tool class.
     pub rate_limits: RateLimits,
+    /// Auth tiers, token issuer (`[auth]`).
+    pub auth: AuthConfig,
+    /// API keys (`[[api_keys]]`), stored as SHA-256 hashes.
+    pub api_keys: Vec<ApiKeyConfig>,
 }
 
 /// Store policies shown to agents (the MCP policies resource and the
@@ -447,6 +531,8 @@ impl Default for RawSettings {
             outbox: OutboxConfig::default(),
             notify: NotifyConfig::default(),
             rate_limits: RateLimits::default(),
+            auth: AuthConfig::default(),
+            api_keys: Vec::new(),
         }
     }
 }
@@ -493,6 +579,10 @@ pub struct Settings {
     pub outbox: OutboxConfig,
     pub notify: NotifyConfig,
     pub rate_limits: RateLimits,
+    /// Auth tiers, token issuer (`[auth]`).
+    pub auth: AuthConfig,
+    /// API keys (`[[api_keys]]`), stored as SHA-256 hashes.
+    pub api_keys: Vec<ApiKeyConfig>,
 }
 
 /// Values given on the command line; they win over every other layer.
@@ -632,6 +722,7 @@ impl Settings {
         raw.outbox.validate()?;
         raw.notify.validate()?;
         raw.rate_limits.validate()?;
+        raw.auth.validate(&raw.api_keys)?;
         let policy_links = if raw.policy_links.is_empty() {
             // UCP requires `links` on every checkout (checkout.json); these
             // defaults keep a fresh install compliant until real pages exist.
@@ -691,6 +782,8 @@ impl Settings {
             outbox: raw.outbox,
             notify: raw.notify,
             rate_limits: raw.rate_limits,
+            auth: raw.auth,
+            api_keys: raw.api_keys,
         })
     }
 

@@ -6,6 +6,54 @@
 //! apart on who may do what.
 
 use super::rate_limit::ToolClass;
+use super::{Caller, Tier};
+use crate::domain::{Error, ErrorCode};
+use crate::settings::AuthMode;
+
+/// What a caller must present for an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requirement {
+    /// Nothing: anonymous callers are welcome.
+    Anyone,
+    /// An API key, a signed agent or a token.
+    Identified,
+    /// A token (or key) granting this scope.
+    Scope(&'static str),
+}
+
+pub const SCOPE_CHECKOUT_COMPLETE: &str = "checkout:complete";
+pub const SCOPE_ORDERS_READ: &str = "orders:read";
+pub const SCOPE_ADMIN: &str = "admin";
+/// Every scope the gateway knows, for the protected-resource metadata.
+pub const SCOPES: [&str; 3] = [SCOPE_CHECKOUT_COMPLETE, SCOPE_ORDERS_READ, SCOPE_ADMIN];
+
+/// Decides whether `caller` may run `op`. A caller that proved nothing
+/// gets `unauthorized` (401: authenticate), one that proved too little
+/// gets `insufficient_scope` (403) for a scope or `unauthorized` for a
+/// higher tier. In open mode only operator tools are guarded, since they
+/// act on every customer's data.
+pub fn authorize(caller: &Caller, op: Operation, mode: AuthMode) -> Result<(), Error> {
+    if mode == AuthMode::Open && op != Operation::Operator {
+        return Ok(());
+    }
+    match op.requirement() {
+        Requirement::Anyone => Ok(()),
+        Requirement::Identified if caller.tier > Tier::Anonymous => Ok(()),
+        Requirement::Identified => Err(Error::new(
+            ErrorCode::Unauthorized,
+            "this operation needs an API key, a signed agent profile or a bearer token",
+        )),
+        Requirement::Scope(s) if caller.has_scope(s) => Ok(()),
+        Requirement::Scope(s) if caller.tier == Tier::Anonymous => Err(Error::new(
+            ErrorCode::Unauthorized,
+            format!("this operation needs a bearer token with the `{s}` scope"),
+        )),
+        Requirement::Scope(s) => Err(Error::new(
+            ErrorCode::InsufficientScope,
+            format!("this operation needs the `{s}` scope"),
+        )),
+    }
+}
 
 /// What a caller asks the gateway to do, independent of the transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,6 +89,17 @@ impl Operation {
             // Operators are few and trusted; their calls share the cheap
             // budget so a runaway script still meets a limit.
             Self::Operator => ToolClass::Catalog,
+        }
+    }
+
+    /// What a caller must present to run the operation (enforced mode).
+    pub fn requirement(self) -> Requirement {
+        match self {
+            Self::CatalogRead | Self::CartRead | Self::CartWrite => Requirement::Anyone,
+            Self::CheckoutRead | Self::CheckoutWrite => Requirement::Identified,
+            Self::CheckoutComplete => Requirement::Scope(SCOPE_CHECKOUT_COMPLETE),
+            Self::OrderRead => Requirement::Scope(SCOPE_ORDERS_READ),
+            Self::Operator => Requirement::Scope(SCOPE_ADMIN),
         }
     }
 

@@ -6,6 +6,7 @@
 //! about wire formats.
 
 pub mod access;
+pub mod auth;
 pub mod carts;
 pub mod checkout;
 mod complete;
@@ -48,22 +49,47 @@ pub use checkout::{
 pub use idempotency::{Disposition, IdempotencyKey, IdempotentResponse};
 pub use lookup::{Lookup, LookupHit, Match};
 
-/// Who is calling, as established by the edge (auth tiers arrive with the
-/// auth layer; until then every caller is anonymous and identified by a
-/// best-effort subject such as the client address).
+/// How a caller proved who it is; more proof unlocks more operations (see
+/// [`access::Operation::requirement`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tier {
+    /// Nothing proven.
+    Anonymous,
+    /// A UCP platform whose profile the gateway fetched and negotiated with.
+    Signed,
+    /// A configured API key.
+    ApiKey,
+    /// A bearer token from the configured issuer.
+    Token,
+}
+
+/// Who is calling, as established by the edge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     /// A stable identity for ownership checks and rate limits.
     pub subject: Option<String>,
+    pub tier: Tier,
+    /// Scopes granted by the token or API key.
+    pub scopes: Vec<String>,
 }
 
 impl Caller {
     pub fn anonymous() -> Self {
-        Self { subject: None }
+        Self { subject: None, tier: Tier::Anonymous, scopes: Vec::new() }
     }
 
+    /// An identified caller with no scopes (a negotiated platform).
     pub fn subject(subject: impl Into<String>) -> Self {
-        Self { subject: Some(subject.into()) }
+        Self { subject: Some(subject.into()), tier: Tier::Signed, scopes: Vec::new() }
+    }
+
+    /// A caller authenticated at `tier` with `scopes`.
+    pub fn authenticated(subject: impl Into<String>, tier: Tier, scopes: Vec<String>) -> Self {
+        Self { subject: Some(subject.into()), tier, scopes }
+    }
+
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
     }
 
     /// Whether this caller may see a resource owned by `owner`. Resources
@@ -111,6 +137,8 @@ pub struct Gateway {
     trusted_agent_keys: PublicKeySet,
     /// Per-caller budgets by tool class, shared by every transport.
     rate_limiter: rate_limit::RateLimiter,
+    /// API keys and the token issuer.
+    authenticator: auth::Authenticator,
 }
 
 impl Gateway {
@@ -124,8 +152,10 @@ impl Gateway {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let rate_limiter = rate_limit::RateLimiter::new(&settings.rate_limits);
+        let authenticator = auth::Authenticator::new(&settings);
         Self {
             rate_limiter,
+            authenticator,
             settings,
             keys,
             store,
@@ -148,6 +178,16 @@ impl Gateway {
     /// identity), or answers `rate_limited` with a `retry_after`.
     pub fn rate_limit(&self, class: rate_limit::ToolClass, key: &str) -> Result<()> {
         self.rate_limiter.check(class, key)
+    }
+
+    /// The caller a presented API key or bearer token proves.
+    pub async fn authenticate(&self, credential: &str) -> Result<Caller> {
+        self.authenticator.authenticate(credential).await
+    }
+
+    /// Whether `caller` may run `op` under the configured auth mode.
+    pub fn authorize(&self, caller: &Caller, op: access::Operation) -> Result<()> {
+        access::authorize(caller, op, self.settings.auth.mode)
     }
 
     pub fn settings(&self) -> &Settings {

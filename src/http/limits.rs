@@ -22,6 +22,9 @@ use crate::gateway::Caller;
 /// The operation behind a REST route, or `None` for routes that spend no
 /// budget (discovery documents, health, processor webhooks, MCP).
 pub fn operation_of(method: &Method, path: &str) -> Option<Operation> {
+    if path.starts_with("/admin/") {
+        return Some(Operation::Operator);
+    }
     let rest = path.strip_prefix("/ucp/v1/")?;
     let parts: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let get = method == Method::GET;

@@ -5,6 +5,7 @@
 //! The layer stack, read top to bottom in [`app`], is the whole story of
 //! what happens to every request before a handler sees it.
 
+pub mod auth;
 pub mod error;
 pub mod limits;
 pub mod request_id;
@@ -79,6 +80,7 @@ pub fn app(state: AppState) -> Router {
         .route("/.well-known/ucp", get(well_known::ucp_profile))
         .route("/.well-known/ucp/2026-01-11", get(well_known::ucp_profile_2026_01_11))
         .route("/.well-known/jwks.json", get(well_known::jwks))
+        .route(auth::METADATA_PATH, get(auth::protected_resource))
         .nest("/ucp/v1", ucp_rest::router())
         .nest_service("/mcp", mcp_gateway)
         .nest_service("/ucp/mcp", mcp_ucp)

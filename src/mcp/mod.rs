@@ -129,6 +129,9 @@ where
     let caller = caller::from_context(&context);
     let name = request.name.clone();
     if let Some(op) = crate::gateway::access::Operation::of_tool(&name) {
+        if let Err(e) = gateway.authorize(&caller, op) {
+            return Ok(ToolError::from(e).into_result().into());
+        }
         let key = caller::rate_key(&context, &caller);
         if let Err(e) = gateway.rate_limit(op.class(), &key) {
             tracing::info!(tool = %name, class = op.class().as_str(), "rate limited");
