@@ -89,8 +89,12 @@ pub fn app(state: AppState) -> Router {
         .fallback(error::not_found)
         .with_state(state.clone());
     // Who is calling and how much they may still do, inside the edge
-    // layers so a refusal has a request id and the error body.
-    let routes = routes.layer(axum::middleware::from_fn_with_state(state, limits::middleware));
+    // layers so a refusal has a request id and the error body. Read bottom
+    // to top: authenticate and authorise, then spend the caller's budget,
+    // keyed by the subject authentication established.
+    let routes = routes
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::middleware))
+        .layer(axum::middleware::from_fn_with_state(state, auth::middleware));
     with_edge_layers(routes, max_body, timeout)
 }
 
