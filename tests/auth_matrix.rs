@@ -16,6 +16,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const ISSUER: &str = "https://issuer.example";
 const API_KEY: &str = "agk_test_5d1c0f9e8b7a6d5c4b3a29180f7e6d5c";
+const ADMIN_KEY: &str = "agk_admin_0a1b2c3d4e5f60718293a4b5c6d7e8f9";
 
 #[derive(Clone, Copy, Debug)]
 enum Who {
@@ -25,6 +26,8 @@ enum Who {
     TokenScoped,
     Expired,
     OtherAudience,
+    /// An API key with the `admin` scope (not a matrix column).
+    Admin,
 }
 
 const WHO: [Who; 6] = [
@@ -81,12 +84,20 @@ async fn fixture() -> Fixture {
     settings.auth.mode = AuthMode::Enforced;
     settings.auth.issuer = Some(ISSUER.into());
     settings.auth.jwks_url = Some(format!("{}/jwks", issuer.uri()));
-    settings.api_keys = vec![ApiKeyConfig {
-        id: "k1".into(),
-        sha256: hex(&sha2::Sha256::digest(API_KEY.as_bytes())),
-        subject: None,
-        scopes: vec![],
-    }];
+    settings.api_keys = vec![
+        ApiKeyConfig {
+            id: "k1".into(),
+            sha256: hex(&sha2::Sha256::digest(API_KEY.as_bytes())),
+            subject: None,
+            scopes: vec![],
+        },
+        ApiKeyConfig {
+            id: "ops".into(),
+            sha256: hex(&sha2::Sha256::digest(ADMIN_KEY.as_bytes())),
+            subject: None,
+            scopes: vec!["admin".into()],
+        },
+    ];
     let aud = settings.public_base_url.clone();
     let app = bootstrap::build(settings).await.unwrap();
     let mut tokens = std::collections::HashMap::new();
@@ -114,6 +125,7 @@ impl Fixture {
             Who::TokenScoped => t("scoped"),
             Who::Expired => t("expired"),
             Who::OtherAudience => t("other"),
+            Who::Admin => Some(format!("Bearer {ADMIN_KEY}")),
         }
     }
 
@@ -244,6 +256,19 @@ async fn every_operation_against_every_tier() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[tokio::test]
+async fn an_admin_key_reads_the_fee_ledger() {
+    let f = fixture().await;
+    let uri = "/admin/ledger?from=2020-01-01T00:00:00Z&to=2100-01-01T00:00:00Z&currency=USD";
+    let (status, body, _) = f.send(Who::Admin, Method::GET, uri, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["entries"].is_array(), "{body}");
+    assert!(body["totals"].is_object(), "{body}");
+    let (status, body, _) =
+        f.send(Who::Admin, Method::GET, "/admin/ledger?from=x", json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 //! The layer stack, read top to bottom in [`app`], is the whole story of
 //! what happens to every request before a handler sees it.
 
+pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod limits;
@@ -84,6 +85,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/ucp/v1", ucp_rest::router())
         .nest_service("/mcp", mcp_gateway)
         .nest_service("/ucp/mcp", mcp_ucp)
+        .merge(admin::router())
         .merge(sandbox::router())
         .merge(webhooks::router())
         .fallback(error::not_found)
