@@ -317,6 +317,151 @@ impl OutboxConfig {
     }
 }
 
+/// One budget of the rate limiter: a sustained rate and a burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateBudget {
+    /// Calls per minute a caller may sustain.
+    pub per_minute: u32,
+    /// Calls a caller may make at once after being idle.
+    pub burst: u32,
+}
+
+/// Per-caller budgets by tool class (`[rate_limits]`). Writes that move
+/// money are the stricter budgets: a runaway agent should exhaust its
+/// checkout budget long before it can hurt the merchant, while browsing
+/// stays cheap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimits {
+    /// Off only for load tests and benchmarks.
+    pub enabled: bool,
+    /// Catalog searches, lookups, order reads.
+    pub catalog: RateBudget,
+    /// Cart creation and changes.
+    pub cart: RateBudget,
+    /// Checkout creation, update and cancellation.
+    pub checkout_write: RateBudget,
+    /// Checkout completion (payment).
+    pub checkout_complete: RateBudget,
+    /// How many distinct callers the limiter remembers before it forgets
+    /// the idle ones; bounds the memory a flood of new identities can take.
+    pub max_tracked_callers: usize,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            catalog: RateBudget { per_minute: 1200, burst: 300 },
+            cart: RateBudget { per_minute: 600, burst: 120 },
+            checkout_write: RateBudget { per_minute: 120, burst: 60 },
+            checkout_complete: RateBudget { per_minute: 30, burst: 20 },
+            max_tracked_callers: 100_000,
+        }
+    }
+}
+
+impl RateLimits {
+    fn validate(&self) -> Result<()> {
+        let budgets = [
+            ("rate_limits.catalog", self.catalog),
+            ("rate_limits.cart", self.cart),
+            ("rate_limits.checkout_write", self.checkout_write),
+            ("rate_limits.checkout_complete", self.checkout_complete),
+        ];
+        for (name, b) in budgets {
+            if b.per_minute == 0 || b.burst == 0 {
+                return Err(bad(name, "per_minute and burst must be at least 1"));
+            }
+        }
+        if !(1..=10_000_000).contains(&self.max_tracked_callers) {
+            return Err(bad("rate_limits.max_tracked_callers", "must be between 1 and 10000000"));
+        }
+        Ok(())
+    }
+}
+
+/// Whether the auth tiers apply (`auth.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Local use: every shopping operation is open to anonymous callers;
+    /// operator tools still need the `admin` scope.
+    #[default]
+    Open,
+    /// The tiers apply: anonymous browses and builds carts, an API key or
+    /// a signed agent opens checkouts, a scoped token pays and reads orders.
+    Enforced,
+}
+
+/// Bearer tokens and their issuer (`[auth]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    /// The OAuth authorization server whose tokens are accepted (`iss`).
+    pub issuer: Option<String>,
+    /// Where the issuer's public keys are; required with `issuer`.
+    pub jwks_url: Option<String>,
+    /// The audience tokens must name; defaults to the public base URL.
+    pub audience: Option<String>,
+    /// How long fetched issuer keys are trusted before a refetch.
+    pub jwks_ttl_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::Open,
+            issuer: None,
+            jwks_url: None,
+            audience: None,
+            jwks_ttl_secs: 300,
+        }
+    }
+}
+
+/// One API key (`[[api_keys]]`). Only the SHA-256 of the key is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// A name for logs and rate limits; never the key.
+    pub id: String,
+    /// Lowercase hex SHA-256 of the key.
+    pub sha256: String,
+    /// The caller subject the key acts as; defaults to `api-key:<id>`.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// Scopes the key grants, e.g. `["admin"]` for an operator key.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+impl AuthConfig {
+    fn validate(&self, api_keys: &[ApiKeyConfig]) -> Result<()> {
+        if self.issuer.is_some() != self.jwks_url.is_some() {
+            return Err(bad("auth.jwks_url", "auth.issuer and auth.jwks_url go together"));
+        }
+        if let Some(u) = &self.jwks_url {
+            let ok = url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+            if !ok {
+                return Err(bad("auth.jwks_url", "must be an http(s) URL"));
+            }
+        }
+        if !(1..=86_400).contains(&self.jwks_ttl_secs) {
+            return Err(bad("auth.jwks_ttl_secs", "must be between 1 and 86400"));
+        }
+        for k in api_keys {
+            let hex_ok = k.sha256.len() == 64 && k.sha256.bytes().all(|b| b.is_ascii_hexdigit());
+            if !hex_ok {
+                return Err(bad("api_keys.sha256", format!("key {} needs 64 hex digits", k.id)));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Stripe, checked (see the `stripe_*` settings).
 #[derive(Debug, Clone)]
 pub struct StripeSettings {
@@ -448,6 +593,12 @@ pub struct RawSettings {
     /// without it `POST /webhooks/shopify` refuses every delivery.
     #[serde(skip_serializing)]
     pub shopify_webhook_secret: Option<SecretString>,
+    /// Per-caller rate limits by tool class.
+    pub rate_limits: RateLimits,
+    /// Auth tiers, token issuer (`[auth]`).
+    pub auth: AuthConfig,
+    /// API keys (`[[api_keys]]`), stored as SHA-256 hashes.
+    pub api_keys: Vec<ApiKeyConfig>,
 }
 
 /// Store policies shown to agents (the MCP policies resource and the
@@ -526,6 +677,9 @@ impl Default for RawSettings {
             shopify_storefront_token: None,
             shopify_admin_token: None,
             shopify_webhook_secret: None,
+            rate_limits: RateLimits::default(),
+            auth: AuthConfig::default(),
+            api_keys: Vec::new(),
         }
     }
 }
@@ -577,6 +731,11 @@ pub struct Settings {
     /// Present when a Storefront token is configured (always with
     /// `backend = "shopify"`).
     pub shopify: Option<ShopifySettings>,
+    pub rate_limits: RateLimits,
+    /// Auth tiers, token issuer (`[auth]`).
+    pub auth: AuthConfig,
+    /// API keys (`[[api_keys]]`), stored as SHA-256 hashes.
+    pub api_keys: Vec<ApiKeyConfig>,
 }
 
 /// Values given on the command line; they win over every other layer.
@@ -785,6 +944,8 @@ impl Settings {
         raw.discounts.validate()?;
         raw.outbox.validate()?;
         raw.notify.validate()?;
+        raw.rate_limits.validate()?;
+        raw.auth.validate(&raw.api_keys)?;
         let policy_links = if raw.policy_links.is_empty() {
             // UCP requires `links` on every checkout (checkout.json); these
             // defaults keep a fresh install compliant until real pages exist.
@@ -850,6 +1011,9 @@ impl Settings {
             notify: raw.notify,
             backend: raw.backend,
             shopify,
+            rate_limits: raw.rate_limits,
+            auth: raw.auth,
+            api_keys: raw.api_keys,
         })
     }
 

@@ -5,6 +5,8 @@
 //! once. The gateway owns the ports and the pure core; it decides nothing
 //! about wire formats.
 
+pub mod access;
+pub mod auth;
 pub mod carts;
 pub mod checkout;
 mod complete;
@@ -15,6 +17,7 @@ mod negotiation;
 mod orders;
 mod outbox;
 mod payments;
+pub mod rate_limit;
 
 pub use complete::{
     CompleteRequest, Completion, MandateChain, Mandates, MandatesV02, ReceiptClaims,
@@ -46,22 +49,47 @@ pub use checkout::{
 pub use idempotency::{Disposition, IdempotencyKey, IdempotentResponse};
 pub use lookup::{Lookup, LookupHit, Match};
 
-/// Who is calling, as established by the edge (auth tiers arrive with the
-/// auth layer; until then every caller is anonymous and identified by a
-/// best-effort subject such as the client address).
+/// How a caller proved who it is; more proof unlocks more operations (see
+/// [`access::Operation::requirement`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tier {
+    /// Nothing proven.
+    Anonymous,
+    /// A UCP platform whose profile the gateway fetched and negotiated with.
+    Signed,
+    /// A configured API key.
+    ApiKey,
+    /// A bearer token from the configured issuer.
+    Token,
+}
+
+/// Who is calling, as established by the edge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     /// A stable identity for ownership checks and rate limits.
     pub subject: Option<String>,
+    pub tier: Tier,
+    /// Scopes granted by the token or API key.
+    pub scopes: Vec<String>,
 }
 
 impl Caller {
     pub fn anonymous() -> Self {
-        Self { subject: None }
+        Self { subject: None, tier: Tier::Anonymous, scopes: Vec::new() }
     }
 
+    /// An identified caller with no scopes (a negotiated platform).
     pub fn subject(subject: impl Into<String>) -> Self {
-        Self { subject: Some(subject.into()) }
+        Self { subject: Some(subject.into()), tier: Tier::Signed, scopes: Vec::new() }
+    }
+
+    /// A caller authenticated at `tier` with `scopes`.
+    pub fn authenticated(subject: impl Into<String>, tier: Tier, scopes: Vec<String>) -> Self {
+        Self { subject: Some(subject.into()), tier, scopes }
+    }
+
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
     }
 
     /// Whether this caller may see a resource owned by `owner`. Resources
@@ -109,6 +137,10 @@ pub struct Gateway {
     trusted_agent_keys: PublicKeySet,
     /// The backend's own checkout, when it takes the payment (Shopify).
     external_checkout: Option<Arc<dyn crate::ports::ExternalCheckout>>,
+    /// Per-caller budgets by tool class, shared by every transport.
+    rate_limiter: rate_limit::RateLimiter,
+    /// API keys and the token issuer.
+    authenticator: auth::Authenticator,
 }
 
 impl Gateway {
@@ -121,7 +153,11 @@ impl Gateway {
         profiles: Arc<dyn ProfileFetcher>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let rate_limiter = rate_limit::RateLimiter::new(&settings.rate_limits);
+        let authenticator = auth::Authenticator::new(&settings);
         Self {
+            rate_limiter,
+            authenticator,
             settings,
             keys,
             store,
@@ -149,6 +185,22 @@ impl Gateway {
     pub fn with_trusted_agent_keys(mut self, keys: PublicKeySet) -> Self {
         self.trusted_agent_keys = keys;
         self
+    }
+
+    /// Spends one call of `class` from the budget of `key` (the caller's
+    /// identity), or answers `rate_limited` with a `retry_after`.
+    pub fn rate_limit(&self, class: rate_limit::ToolClass, key: &str) -> Result<()> {
+        self.rate_limiter.check(class, key)
+    }
+
+    /// The caller a presented API key or bearer token proves.
+    pub async fn authenticate(&self, credential: &str) -> Result<Caller> {
+        self.authenticator.authenticate(credential).await
+    }
+
+    /// Whether `caller` may run `op` under the configured auth mode.
+    pub fn authorize(&self, caller: &Caller, op: access::Operation) -> Result<()> {
+        access::authorize(caller, op, self.settings.auth.mode)
     }
 
     pub fn settings(&self) -> &Settings {

@@ -5,7 +5,10 @@
 //! The layer stack, read top to bottom in [`app`], is the whole story of
 //! what happens to every request before a handler sees it.
 
+pub mod admin;
+pub mod auth;
 pub mod error;
+pub mod limits;
 pub mod request_id;
 pub mod sandbox;
 pub mod ucp_rest;
@@ -78,13 +81,22 @@ pub fn app(state: AppState) -> Router {
         .route("/.well-known/ucp", get(well_known::ucp_profile))
         .route("/.well-known/ucp/2026-01-11", get(well_known::ucp_profile_2026_01_11))
         .route("/.well-known/jwks.json", get(well_known::jwks))
+        .route(auth::METADATA_PATH, get(auth::protected_resource))
         .nest("/ucp/v1", ucp_rest::router())
         .nest_service("/mcp", mcp_gateway)
         .nest_service("/ucp/mcp", mcp_ucp)
+        .merge(admin::router())
         .merge(sandbox::router())
         .merge(webhooks::router())
         .fallback(error::not_found)
-        .with_state(state);
+        .with_state(state.clone());
+    // Who is calling and how much they may still do, inside the edge
+    // layers so a refusal has a request id and the error body. Read bottom
+    // to top: authenticate and authorise, then spend the caller's budget,
+    // keyed by the subject authentication established.
+    let routes = routes
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::middleware))
+        .layer(axum::middleware::from_fn_with_state(state, auth::middleware));
     with_edge_layers(routes, max_body, timeout)
 }
 

@@ -63,7 +63,7 @@ use crate::domain::{CartId, CheckoutId, CheckoutSession, Error, ErrorCode, Order
 use crate::gateway::idempotency::fingerprint;
 use crate::gateway::{
     Caller, CartOutcome, CheckoutContext, CheckoutOutcome, CompleteRequest, Completion,
-    Disposition, Gateway, IdempotencyKey, RenderResponse,
+    Disposition, Gateway, IdempotencyKey, RenderResponse, Tier,
 };
 use crate::ports::{SearchQuery, StoredResponse};
 use crate::ucp::negotiate::{self, Negotiated, Resource, SchemeRule};
@@ -136,7 +136,10 @@ fn offer(gateway: &Gateway) -> negotiate::Offer {
 /// Negotiates with the platform named in `UCP-Agent`, or with the
 /// business's own capability set when there is no header (see the module
 /// docs).
-async fn negotiate(gateway: &Gateway, headers: &HeaderMap) -> Result<Ucp> {
+async fn negotiate(gateway: &Gateway, headers: &HeaderMap, authed: Option<&Caller>) -> Result<Ucp> {
+    // An authenticated caller (API key, token) is who owns what; without
+    // one, the negotiated platform is.
+    let authed = authed.filter(|c| c.tier > Tier::Signed).cloned();
     let offer = offer(gateway);
     let values = headers
         .get_all("ucp-agent")
@@ -161,7 +164,11 @@ async fn negotiate(gateway: &Gateway, headers: &HeaderMap) -> Result<Ucp> {
             .collect();
         let profile = json!({"ucp": {"version": VERSION, "capabilities": capabilities}});
         let negotiated = negotiate::negotiate(&offer, url, &profile)?;
-        return Ok(Ucp { negotiated, caller: Caller::anonymous(), profile: None });
+        return Ok(Ucp {
+            negotiated,
+            caller: authed.unwrap_or_else(Caller::anonymous),
+            profile: None,
+        });
     }
     // Several header lines form one list (RFC 9110 section 5.3).
     let rule = if gateway.settings().allow_private_profile_hosts {
@@ -171,7 +178,7 @@ async fn negotiate(gateway: &Gateway, headers: &HeaderMap) -> Result<Ucp> {
     };
     let url = negotiate::profile_url_from_header(&values.join(", "), rule)?;
     let profile = gateway.profiles().fetch(&url).await?;
-    let caller = Caller::subject(format!("ucp-platform:{url}"));
+    let caller = authed.unwrap_or_else(|| Caller::subject(format!("ucp-platform:{url}")));
     let negotiated = negotiate::negotiate(&offer, url.clone(), &profile)?;
     Ok(Ucp { negotiated, caller, profile: Some(url) })
 }
@@ -323,9 +330,12 @@ where
 async fn begin(
     state: &AppState,
     headers: &HeaderMap,
+    authed: Option<&Caller>,
 ) -> std::result::Result<(IdempotencyKey, Ucp), Response> {
     let key = idempotency_key(headers).map_err(|e| ApiError(e).into_response())?;
-    let ucp = negotiate(&state.gateway, headers).await.map_err(|e| ApiError(e).into_response())?;
+    let ucp = negotiate(&state.gateway, headers, authed)
+        .await
+        .map_err(|e| ApiError(e).into_response())?;
     Ok((key, ucp))
 }
 
@@ -348,10 +358,11 @@ fn parse_checkout_id(raw: &str) -> Result<CheckoutId> {
 
 async fn create_checkout(
     State(state): State<AppState>,
+    authed: Option<axum::Extension<Caller>>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Response {
-    let (key, ucp) = match begin(&state, &headers).await {
+    let (key, ucp) = match begin(&state, &headers, authed.as_ref().map(|e| &e.0)).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -388,10 +399,11 @@ async fn create_checkout(
 
 async fn get_checkout(
     State(state): State<AppState>,
+    authed: Option<axum::Extension<Caller>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let ucp = tri!(negotiate(&state.gateway, &headers).await);
+    let ucp = tri!(negotiate(&state.gateway, &headers, authed.as_ref().map(|e| &e.0)).await);
     if !ucp.negotiated.is_active(CHECKOUT) {
         return incompatible(&ucp, CHECKOUT);
     }
@@ -408,11 +420,12 @@ async fn get_checkout(
 
 async fn update_checkout(
     State(state): State<AppState>,
+    authed: Option<axum::Extension<Caller>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Response {
-    let (key, ucp) = match begin(&state, &headers).await {
+    let (key, ucp) = match begin(&state, &headers, authed.as_ref().map(|e| &e.0)).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -449,11 +462,12 @@ async fn update_checkout(
 
 async fn cancel_checkout(
     State(state): State<AppState>,
+    authed: Option<axum::Extension<Caller>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (key, ucp) = match begin(&state, &headers).await {
+    let (key, ucp) = match begin(&state, &headers, authed.as_ref().map(|e| &e.0)).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -487,11 +501,12 @@ async fn cancel_checkout(
 
 async fn complete_checkout(
     State(state): State<AppState>,
+    authed: Option<axum::Extension<Caller>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Response {
-    let (key, ucp) = match begin(&state, &headers).await {
+    let (key, ucp) = match begin(&state, &headers, authed.as_ref().map(|e| &e.0)).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -618,10 +633,11 @@ fn cart_outcome_reply(
 
 async fn create_cart(
     State(state): State<AppState>,
+    authed: Option<axum::Extension<Caller>>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Response {
-    let (key, ucp) = match begin(&state, &headers).await {
+    let (key, ucp) = match begin(&state, &headers, authed.as_ref().map(|e| &e.0)).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -648,10 +664,11 @@ async fn create_cart(
 
 async fn get_cart(
     State(state): State<AppState>,
+    authed: Option<axum::Extension<Caller>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let ucp = tri!(negotiate(&state.gateway, &headers).await);
+    let ucp = tri!(negotiate(&state.gateway, &headers, authed.as_ref().map(|e| &e.0)).await);
     if !ucp.negotiated.is_active(CART) {
         return incompatible(&ucp, CART);
     }
@@ -668,11 +685,12 @@ async fn get_cart(
 
 async fn update_cart(
     State(state): State<AppState>,
+    authed: Option<axum::Extension<Caller>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Response {
-    let (key, ucp) = match begin(&state, &headers).await {
+    let (key, ucp) = match begin(&state, &headers, authed.as_ref().map(|e| &e.0)).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -703,11 +721,12 @@ async fn update_cart(
 
 async fn cancel_cart(
     State(state): State<AppState>,
+    authed: Option<axum::Extension<Caller>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (key, ucp) = match begin(&state, &headers).await {
+    let (key, ucp) = match begin(&state, &headers, authed.as_ref().map(|e| &e.0)).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -743,10 +762,11 @@ async fn cancel_cart(
 
 async fn search_catalog(
     State(state): State<AppState>,
+    authed: Option<axum::Extension<Caller>>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Response {
-    let ucp = tri!(negotiate(&state.gateway, &headers).await);
+    let ucp = tri!(negotiate(&state.gateway, &headers, authed.as_ref().map(|e| &e.0)).await);
     if !ucp.negotiated.is_active(CATALOG_SEARCH) {
         return incompatible(&ucp, CATALOG_SEARCH);
     }
@@ -770,10 +790,11 @@ async fn search_catalog(
 
 async fn lookup_catalog(
     State(state): State<AppState>,
+    authed: Option<axum::Extension<Caller>>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Response {
-    let ucp = tri!(negotiate(&state.gateway, &headers).await);
+    let ucp = tri!(negotiate(&state.gateway, &headers, authed.as_ref().map(|e| &e.0)).await);
     if !ucp.negotiated.is_active(CATALOG_LOOKUP) {
         return incompatible(&ucp, CATALOG_LOOKUP);
     }
@@ -836,10 +857,11 @@ async fn lookup_catalog(
 
 async fn get_product(
     State(state): State<AppState>,
+    authed: Option<axum::Extension<Caller>>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Response {
-    let ucp = tri!(negotiate(&state.gateway, &headers).await);
+    let ucp = tri!(negotiate(&state.gateway, &headers, authed.as_ref().map(|e| &e.0)).await);
     if !ucp.negotiated.is_active(CATALOG_LOOKUP) {
         return incompatible(&ucp, CATALOG_LOOKUP);
     }
@@ -866,10 +888,11 @@ async fn get_product(
 
 async fn get_order(
     State(state): State<AppState>,
+    authed: Option<axum::Extension<Caller>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let ucp = tri!(negotiate(&state.gateway, &headers).await);
+    let ucp = tri!(negotiate(&state.gateway, &headers, authed.as_ref().map(|e| &e.0)).await);
     if !ucp.negotiated.is_active(ORDER) {
         return incompatible(&ucp, ORDER);
     }

@@ -11,6 +11,7 @@
 use rmcp::service::RequestContext;
 use rmcp::RoleServer;
 
+use crate::gateway::rate_limit::RateKey;
 use crate::gateway::Caller;
 
 /// The caller of the request behind `context`.
@@ -24,4 +25,19 @@ pub fn from_context(context: &RequestContext<RoleServer>) -> Caller {
         .and_then(|parts| parts.extensions.get::<Caller>())
         .cloned()
         .unwrap_or_else(Caller::anonymous)
+}
+
+/// The identity whose rate-limit budget a tool call spends: the key the
+/// HTTP edge chose for the request, so REST and MCP share one budget per
+/// caller; without one (stdio) the caller's subject, or the one local user.
+pub fn rate_key(context: &RequestContext<RoleServer>, caller: &Caller) -> String {
+    let from_http = context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<RateKey>())
+        .map(|k| k.0.clone());
+    from_http.unwrap_or_else(|| match &caller.subject {
+        Some(subject) => format!("sub:{subject}"),
+        None => "local".to_owned(),
+    })
 }

@@ -117,6 +117,7 @@ fn server_config(name: &str, title: &str, instructions: &str, resources: bool) -
 /// and a client that disconnects mid-checkout does not abort a payment
 /// half-way.
 pub(crate) async fn run_tool<S>(
+    gateway: &Gateway,
     server: S,
     router: Arc<ToolRouter<S>>,
     request: CallToolRequestParams,
@@ -126,8 +127,18 @@ where
     S: Send + Sync + 'static,
 {
     let caller = caller::from_context(&context);
-    context.extensions.insert(caller);
     let name = request.name.clone();
+    if let Some(op) = crate::gateway::access::Operation::of_tool(&name) {
+        if let Err(e) = gateway.authorize(&caller, op) {
+            return Ok(ToolError::from(e).into_result().into());
+        }
+        let key = caller::rate_key(&context, &caller);
+        if let Err(e) = gateway.rate_limit(op.class(), &key) {
+            tracing::info!(tool = %name, class = op.class().as_str(), "rate limited");
+            return Ok(ToolError::from(e).into_result().into());
+        }
+    }
+    context.extensions.insert(caller);
     let started = Instant::now();
     let task = tokio::spawn(async move {
         let call = ToolCallContext::new(&server, request, context);
@@ -204,7 +215,7 @@ impl ServerHandler for GatewayServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        run_tool(self.clone(), Arc::clone(&self.tools), request, context).await
+        run_tool(self.gateway(), self.clone(), Arc::clone(&self.tools), request, context).await
     }
 
     async fn list_tools(

@@ -867,7 +867,7 @@ impl ServerHandler for UcpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> std::result::Result<CallToolResponse, ErrorData> {
-        run_tool(self.clone(), Arc::clone(&self.tools), request, context).await
+        run_tool(&self.edge.gateway, self.clone(), Arc::clone(&self.tools), request, context).await
     }
 
     async fn list_tools(
