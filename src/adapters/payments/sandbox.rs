@@ -99,13 +99,8 @@ impl SandboxPayments {
     }
 }
 
-#[async_trait]
-impl Payments for SandboxPayments {
-    fn name(&self) -> &str {
-        "sandbox"
-    }
-
-    async fn charge(&self, req: &ChargeRequest) -> Result<ChargeOutcome> {
+impl SandboxPayments {
+    fn charge_now(&self, req: &ChargeRequest) -> Result<ChargeOutcome> {
         if req.amount.minor() <= 0 {
             return Err(Error::invalid("a charge must be for a positive amount"));
         }
@@ -122,7 +117,7 @@ impl Payments for SandboxPayments {
         st.next += 1;
         let reference = format!("sbx_ch_{:08}", st.next);
         let outcome = match req.token.as_str() {
-            "success_token" => {
+            "success_token" | SLOW_SUCCESS_TOKEN => {
                 st.charged.insert(reference.clone(), req.amount);
                 st.status.insert(reference.clone(), PaymentStatus::Succeeded);
                 ChargeOutcome::Succeeded { reference }
@@ -151,6 +146,29 @@ impl Payments for SandboxPayments {
             replayed: false,
         });
         st.charges_by_key.insert(req.idempotency_key.clone(), outcome.clone());
+        Ok(outcome)
+    }
+}
+
+/// Succeeds like `success_token`, but the answer comes back
+/// [`SLOW_ANSWER`] after the charge is recorded: a processor whose reply is
+/// still on the wire, for crash and load tests that need requests to sit
+/// between the charge and the commit.
+pub const SLOW_SUCCESS_TOKEN: &str = "slow_success_token";
+/// How long [`SLOW_SUCCESS_TOKEN`] holds its answer.
+pub const SLOW_ANSWER: std::time::Duration = std::time::Duration::from_millis(100);
+
+#[async_trait]
+impl Payments for SandboxPayments {
+    fn name(&self) -> &str {
+        "sandbox"
+    }
+
+    async fn charge(&self, req: &ChargeRequest) -> Result<ChargeOutcome> {
+        let outcome = self.charge_now(req)?;
+        if req.token == SLOW_SUCCESS_TOKEN {
+            tokio::time::sleep(SLOW_ANSWER).await;
+        }
         Ok(outcome)
     }
 
@@ -282,6 +300,7 @@ mod tests {
         let p = SandboxPayments::new("http://127.0.0.1:8080");
         let cases = [
             ("success_token", "succeeded"),
+            (SLOW_SUCCESS_TOKEN, "succeeded"),
             ("fail_token", "card_declined"),
             ("insufficient_funds", "insufficient_funds"),
             ("requires_action", "requires_action"),

@@ -1,0 +1,494 @@
+//! Load harness: `cargo build --release --bins && target/release/loadgen`
+//! (or `cargo run --release --bin loadgen` after building `agentgate`).
+//!
+//! Seeds a fresh data dir (demo catalog + a 10k-product synthetic catalog,
+//! stock, a trusted user key), starts the release `agentgate` binary on
+//! 127.0.0.1 as a separate process, and drives, each phase bounded in time
+//! (`LOADGEN_SECS`, default 5) and in requests (`LOADGEN_MAX`, default
+//! 200000) at `LOADGEN_CLIENTS` clients (default 64):
+//! `GET /.well-known/ucp`, `scout_inventory` over MCP HTTP, UCP REST
+//! checkout create, and `execute_checkout` with mandates pre-signed before
+//! the timed window (`LOADGEN_CHECKOUTS`, default 2000). It reports
+//! throughput, p50, p99, errors and the server's peak RSS (VmHWM) per phase,
+//! time to first answer and idle RSS with the 10k store, and the ratio of
+//! `execute_checkout` throughput to the crypto floor measured in the same
+//! run. Prints a table, then one JSON line. Stops the server at the end.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use agentgate::ap2::jws;
+use agentgate::ap2::mandates::{CartClaims, IntentClaims, PaymentClaims, MANDATE_TYP};
+use agentgate::ap2::PrivateKey;
+use serde_json::{json, Value};
+
+const V4: &str = "2026-04-08";
+const CHECKOUT_VARIANT: &str = "v-linen-camp-shirt-m";
+const CHECKOUT_SKU: &str = "LINEN-CAMP-SHIRT-M";
+/// ES256 operations the gateway performs in one `execute_checkout`: it
+/// verifies the intent, cart and payment mandates and signs the receipt.
+const VERIFIES_PER_CHECKOUT: f64 = 3.0;
+const SIGNS_PER_CHECKOUT: f64 = 1.0;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn proc_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1e3
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(bin: &Path, data: &Path) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(bin)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(data)
+            .env_remove("AGENTGATE_CONFIG")
+            .env("AGENTGATE_ALLOW_PRIVATE_PROFILE_HOSTS", "true")
+            .env("AGENTGATE_TRUSTED_AGENT_JWKS_FILE", data.join("user.jwks.json"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start agentgate");
+        Server { child, base: format!("http://127.0.0.1:{port}") }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Polls `/health` every millisecond; the time from `since` to the
+    /// first 200.
+    async fn first_answer(&self, http: &reqwest::Client, since: Instant) -> Duration {
+        let deadline = since + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = http.get(format!("{}/health", self.base)).send().await {
+                if r.status() == 200 {
+                    return since.elapsed();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("the gateway did not answer within 30 s");
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Seeds `data`: schema, demo catalog, 10k synthetic products, stock for
+/// the checkout SKU, and the user's key as trusted agent JWKS.
+async fn seed(data: &Path, user: &PrivateKey, products: usize) {
+    let settings = agentgate::settings::Settings::for_data_dir(data);
+    let app = agentgate::bootstrap::build(settings).await.expect("build");
+    let synthetic = agentgate::adapters::catalog_import::synthetic_catalog(products, 7);
+    app.catalog.import(synthetic).await.expect("import");
+    let sku = agentgate::domain::Sku::parse(CHECKOUT_SKU).unwrap();
+    agentgate::ports::Store::set_stock(app.store.as_ref(), &sku, 10_000_000).await.unwrap();
+    let jwks = json!({"keys": [user.public().to_jwk()]}).to_string();
+    std::fs::write(data.join("user.jwks.json"), jwks).unwrap();
+}
+
+/// A platform profile served on loopback, for the `UCP-Agent` header.
+async fn platform() -> String {
+    let registry: serde_json::Map<String, Value> = agentgate::ucp::profile::CAPABILITIES
+        .iter()
+        .map(|c| c.name)
+        .filter(|n| *n != agentgate::ucp::profile::AP2_MANDATE)
+        .map(|n| (n.to_owned(), json!([{"version": V4}])))
+        .collect();
+    let body = json!({"ucp": {"version": V4, "capabilities": registry}, "signing_keys": []});
+    let router = axum::Router::new().route(
+        "/.well-known/ucp",
+        axum::routing::get(move || {
+            let body = body.clone();
+            async move { ([("cache-control", "public, max-age=3600")], axum::Json(body)) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("profile=\"http://{addr}/.well-known/ucp\"")
+}
+
+async fn mcp(http: &reqwest::Client, base: &str, name: &str, args: &Value) -> Option<Value> {
+    let resp = http
+        .post(format!("{base}/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": name, "arguments": args}}))
+        .send()
+        .await
+        .ok()?;
+    let body: Value = resp.json().await.ok()?;
+    (body["result"]["isError"] == false).then(|| body["result"]["structuredContent"].clone())
+}
+
+/// A ready checkout and its signed mandate chain, made before the timed
+/// window.
+async fn prepared(http: &reqwest::Client, base: &str, user: &PrivateKey) -> Option<Value> {
+    let cart = json!({"action": "create", "variant_id": CHECKOUT_VARIANT});
+    let cart = mcp(http, base, "manage_cart", &cart).await?;
+    let terms = json!({"cart_id": cart["cart_id"], "buyer_email": "load@example.com",
+           "ship_to_street": "1 Main St", "ship_to_city": "Springfield",
+           "ship_to_postal_code": "62701", "ship_to_country": "US",
+           "fulfillment_option_id": "us-standard"});
+    let terms = mcp(http, base, "negotiate_terms", &terms).await?;
+    let checkout_id = terms["checkout"]["checkout_id"].clone();
+    let total = terms["checkout"]["totals"]["total"]["amount"].as_i64()?;
+    let now = time::OffsetDateTime::now_utc();
+    let intent = IntentClaims::new(
+        "urn:load",
+        agentgate::domain::Money::new(total, agentgate::domain::Currency::usd()),
+        "load test",
+        now,
+        time::Duration::hours(1),
+        &mut rand_core::OsRng,
+    )
+    .sign(user)
+    .ok()?;
+    let args =
+        json!({"cart_id": cart["cart_id"], "checkout_id": checkout_id, "intent_mandate": intent});
+    let terms = mcp(http, base, "negotiate_terms", &args).await?;
+    let cart_mandate = terms["cart_mandate"]["token"].as_str()?.to_owned();
+    let unverified = jws::decode_compact(&cart_mandate, Some(MANDATE_TYP)).ok()?;
+    let claims: CartClaims = jws::parse_claims(unverified.payload_unverified()).ok()?;
+    let payment = PaymentClaims::for_cart(
+        &cart_mandate,
+        &claims,
+        "success_token",
+        "CARD",
+        now,
+        time::Duration::minutes(10),
+        &mut rand_core::OsRng,
+    )
+    .ok()?
+    .sign(user)
+    .ok()?;
+    Some(json!({"checkout_id": checkout_id, "intent_mandate": intent, "cart_mandate": cart_mandate,
+           "payment_mandate": payment, "idempotency_key": uuid::Uuid::new_v4().to_string()}))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    WellKnown,
+    Scout,
+    RestCreate,
+    Execute,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::WellKnown => "GET /.well-known/ucp",
+            Kind::Scout => "scout_inventory (MCP HTTP)",
+            Kind::RestCreate => "UCP REST checkout create",
+            Kind::Execute => "execute_checkout (MCP HTTP)",
+        }
+    }
+}
+
+struct Ctx {
+    base: String,
+    agent: String,
+    prepared: Mutex<Vec<Value>>,
+}
+
+/// One request of `kind`; `Some(ok)` or `None` when there is nothing left
+/// to send (prepared checkouts used up).
+async fn one(kind: Kind, http: &reqwest::Client, ctx: &Ctx, i: u64) -> Option<bool> {
+    let base = &ctx.base;
+    Some(match kind {
+        Kind::WellKnown => match http.get(format!("{base}/.well-known/ucp")).send().await {
+            Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+            Err(_) => false,
+        },
+        Kind::Scout => {
+            const QUERIES: [&str; 8] =
+                ["linen", "shirt", "kitchen", "book", "", "wool socks", "mug", "lamp"];
+            let args = json!({"query": QUERIES[(i % 8) as usize], "limit": 10});
+            mcp(http, base, "scout_inventory", &args).await.is_some()
+        }
+        Kind::RestCreate => {
+            let body = json!({"line_items": [{"item": {"id": CHECKOUT_VARIANT}, "quantity": 1}],
+                              "buyer": {"email": "load@example.com"}});
+            let r = http
+                .post(format!("{base}/ucp/v1/checkout-sessions"))
+                .header("ucp-agent", &ctx.agent)
+                .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+                .json(&body)
+                .send()
+                .await;
+            match r {
+                Ok(r) => {
+                    let ok = r.status().is_success();
+                    ok && r.bytes().await.is_ok()
+                }
+                Err(_) => false,
+            }
+        }
+        Kind::Execute => {
+            let args = ctx.prepared.lock().unwrap().pop()?;
+            match mcp(http, base, "execute_checkout", &args).await {
+                Some(done) => done["status"] == "paid",
+                None => false,
+            }
+        }
+    })
+}
+
+#[derive(Clone)]
+struct PhaseResult {
+    name: &'static str,
+    clients: u64,
+    requests: usize,
+    secs: f64,
+    per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+    peak_rss_kb: u64,
+}
+
+async fn phase(
+    kind: Kind,
+    ctx: Arc<Ctx>,
+    clients: u64,
+    secs: u64,
+    max: u64,
+    pid: u32,
+) -> PhaseResult {
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (ctx, stop, sent, errors) = (ctx.clone(), stop.clone(), sent.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut latencies = Vec::new();
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let i = sent.fetch_add(1, Ordering::Relaxed);
+                if i >= max {
+                    break;
+                }
+                let t = Instant::now();
+                match one(kind, &http, &ctx, i).await {
+                    None => break,
+                    Some(ok) => {
+                        latencies.push(t.elapsed());
+                        if !ok {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("client"));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort();
+    PhaseResult {
+        name: kind.name(),
+        clients,
+        requests: all.len(),
+        secs: elapsed,
+        per_sec: all.len() as f64 / elapsed,
+        p50_ms: percentile(&all, 0.50),
+        p99_ms: percentile(&all, 0.99),
+        errors: errors.load(Ordering::Relaxed),
+        peak_rss_kb: proc_kb(pid, "VmHWM:"),
+    }
+}
+
+/// The cost of one ES256 sign and one verify, measured here, in µs.
+fn crypto_costs() -> (f64, f64) {
+    use p256::ecdsa::signature::{Signer, Verifier};
+    use p256::ecdsa::{Signature, SigningKey};
+    let key = SigningKey::random(&mut rand_core::OsRng);
+    let verifying = *key.verifying_key();
+    let msg = [7u8; 256];
+    let n = 2000;
+    let t = Instant::now();
+    let mut sig: Signature = key.sign(&msg);
+    for _ in 0..n {
+        sig = key.sign(std::hint::black_box(&msg));
+    }
+    let sign_us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let t = Instant::now();
+    for _ in 0..n {
+        verifying.verify(std::hint::black_box(&msg), &sig).expect("verify");
+    }
+    let verify_us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    (sign_us, verify_us)
+}
+
+fn server_binary() -> PathBuf {
+    let built = std::env::var_os("AGENTGATE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::current_exe().unwrap().parent().unwrap().join("agentgate"));
+    // A private copy: other builds sharing the target dir may replace it.
+    let copy = std::env::temp_dir().join(format!("agentgate-loadgen-{}", std::process::id()));
+    std::fs::copy(&built, &copy).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
+    copy
+}
+
+fn main() {
+    let secs = env_or("LOADGEN_SECS", 5);
+    let max = env_or("LOADGEN_MAX", 200_000);
+    let clients = env_or("LOADGEN_CLIENTS", 64);
+    let checkouts = env_or("LOADGEN_CHECKOUTS", 2000);
+    let products = env_or("LOADGEN_PRODUCTS", 10_000) as usize;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let bin = server_binary();
+    let data =
+        std::env::temp_dir().join(format!("agentgate-loadgen-data-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&data).unwrap();
+    let user = Arc::new(PrivateKey::generate(&mut rand_core::OsRng));
+
+    let out = runtime.block_on(async {
+        seed(&data, &user, products).await;
+        let http = reqwest::Client::new();
+        let t0 = Instant::now();
+        let server = Server::start(&bin, &data);
+        let first_answer = server.first_answer(&http, t0).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let idle_rss = proc_kb(server.pid(), "VmRSS:");
+        let pid = server.pid();
+        let agent = platform().await;
+        let ctx =
+            Arc::new(Ctx { base: server.base.clone(), agent, prepared: Mutex::new(Vec::new()) });
+        // Warm-up (untimed).
+        for i in 0..200 {
+            one(Kind::Scout, &http, &ctx, i).await;
+            one(Kind::WellKnown, &http, &ctx, i).await;
+        }
+        let mut results = Vec::new();
+        for kind in [Kind::WellKnown, Kind::Scout, Kind::RestCreate] {
+            results.push(phase(kind, ctx.clone(), clients, secs, max, pid).await);
+        }
+        // Checkouts and mandates made outside the timed window.
+        let prep_started = Instant::now();
+        let mut preps = Vec::new();
+        for w in 0..16u64 {
+            let (base, user, http) = (ctx.base.clone(), user.clone(), http.clone());
+            let n = checkouts / 16 + u64::from(w < checkouts % 16);
+            preps.push(tokio::spawn(async move {
+                let mut v = Vec::new();
+                for _ in 0..n {
+                    if let Some(p) = prepared(&http, &base, &user).await {
+                        v.push(p);
+                    }
+                }
+                v
+            }));
+        }
+        for p in preps {
+            let v = p.await.unwrap();
+            ctx.prepared.lock().unwrap().extend(v);
+        }
+        let prepared_n = ctx.prepared.lock().unwrap().len();
+        eprintln!(
+            "prepared {prepared_n} checkouts in {:.1} s",
+            prep_started.elapsed().as_secs_f64()
+        );
+        results.push(phase(Kind::Execute, ctx.clone(), clients, secs * 4, max, pid).await);
+        server.stop();
+        (first_answer, idle_rss, results)
+    });
+    let (first_answer, idle_rss, results) = out;
+    let (sign_us, verify_us) = crypto_costs();
+    let per_checkout_us = VERIFIES_PER_CHECKOUT * verify_us + SIGNS_PER_CHECKOUT * sign_us;
+    let floor = cores * 1e6 / per_checkout_us;
+    let exec = results.iter().find(|r| r.name == Kind::Execute.name()).unwrap();
+    let ratio = exec.per_sec / floor;
+
+    println!(
+        "{:<30} {:>7} {:>9} {:>10} {:>9} {:>9} {:>7} {:>10}",
+        "phase", "clients", "requests", "req/s", "p50 ms", "p99 ms", "errors", "peak RSS"
+    );
+    for r in &results {
+        println!(
+            "{:<30} {:>7} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>7} {:>7} MB",
+            r.name,
+            r.clients,
+            r.requests,
+            r.per_sec,
+            r.p50_ms,
+            r.p99_ms,
+            r.errors,
+            r.peak_rss_kb / 1024
+        );
+    }
+    println!(
+        "time to first answer ({products} synthetic products): {:.1} ms",
+        first_answer.as_secs_f64() * 1e3
+    );
+    println!("idle RSS: {:.1} MB", idle_rss as f64 / 1024.0);
+    println!(
+        "crypto floor: ES256 sign {sign_us:.1} us, verify {verify_us:.1} us; {VERIFIES_PER_CHECKOUT} verify + {SIGNS_PER_CHECKOUT} sign per checkout = {per_checkout_us:.0} us; {cores} cores -> {floor:.0} checkouts/s"
+    );
+    println!("execute_checkout / crypto floor: {:.0}%", ratio * 100.0);
+    let json = json!({
+        "cores": cores,
+        "products": products,
+        "time_to_first_answer_ms": first_answer.as_secs_f64() * 1e3,
+        "idle_rss_kb": idle_rss,
+        "crypto": {"sign_us": sign_us, "verify_us": verify_us, "floor_per_sec": floor,
+                   "execute_ratio": ratio},
+        "phases": results.iter().map(|r| json!({
+            "name": r.name, "clients": r.clients, "requests": r.requests, "secs": r.secs,
+            "per_sec": r.per_sec, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "errors": r.errors,
+            "peak_rss_kb": r.peak_rss_kb})).collect::<Vec<_>>(),
+    });
+    println!("{json}");
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_file(&bin);
+}
