@@ -17,7 +17,7 @@ use agentgate::domain::{
     VariantId,
 };
 use agentgate::gateway::{Caller, CompleteRequest};
-use agentgate::ports::{OrderFilter, Store};
+use agentgate::ports::OrderFilter;
 use agentgate::settings::{RawSettings, Settings};
 use time::{Duration, OffsetDateTime};
 
