@@ -279,8 +279,32 @@ async fn bootstrap_answers_api_gateway_events() {
     let cache = answer.body["headers"]["cache-control"].as_str().unwrap_or_default();
     assert!(cache.contains("max-age"), "{:?}", answer.body["headers"]);
 
-    // /mcp is not on main yet, so no MCP tools/list here. /health proves
-    // the next invocation reuses the instance and reaches DynamoDB.
+    // MCP over the same instance: a stateless 2026-07-28 `tools/list`
+    // needs no session, which is what Lambda can offer.
+    let list = json!({
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/list",
+        "params": {"_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "lambda-local-test", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {}
+        }}
+    });
+    let mut event = http_event("POST", "/mcp", Some(&list));
+    event["headers"]["mcp-protocol-version"] = json!("2026-07-28");
+    event["headers"]["mcp-method"] = json!("tools/list");
+    let answer = function.invoke(&rt, &mut answers, event).await;
+    assert_eq!(answer.body["statusCode"], json!(200), "{:?}", answer.body);
+    let tools = json_body(&answer);
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .map(|t| t.iter().filter_map(|t| t["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(names.contains(&"scout_inventory") && names.contains(&"execute_checkout"), "{tools}");
+
+    // /health proves the next invocation reuses the instance and reaches
+    // DynamoDB.
     let answer = function.invoke(&rt, &mut answers, http_event("GET", "/health", None)).await;
     assert_eq!(answer.body["statusCode"], json!(200), "{:?}", answer.body);
     let health = json_body(&answer);
