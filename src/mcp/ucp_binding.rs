@@ -800,51 +800,12 @@ async fn lookup(gw: &Gateway, ucp: &Ucp, payload: &Value) -> Result<StoredRespon
     let request = wire::parse::<v2026_04_08::LookupRequest>(payload.clone())?;
     let ids = request.ids()?;
     let found = gw.lookup_catalog(ids).await?;
-    let products = found
-        .hits
-        .iter()
-        .filter_map(|hit| {
-            let variants = hit
-                .variants
-                .iter()
-                .filter_map(|(vid, inputs)| {
-                    let mut w =
-                        v2026_04_08::WireVariant::new(&hit.product, hit.product.variant(vid)?);
-                    w.inputs = inputs
-                        .iter()
-                        .map(|(id, how)| v2026_04_08::InputCorrelation {
-                            id: id.clone(),
-                            kind: how.as_str(),
-                        })
-                        .collect();
-                    Some(w)
-                })
-                .collect();
-            v2026_04_08::WireProduct::with_variants(&hit.product, variants)
-        })
-        .collect();
-    let messages = found
-        .not_found
-        .iter()
-        .map(|&i| {
-            let m = Message {
-                kind: MessageType::Info,
-                code: "not_found".into(),
-                content: format!(
-                    "nothing matches {:?}",
-                    ids.get(i).map(String::as_str).unwrap_or_default()
-                ),
-                severity: None,
-                path: Some(format!("$.ids[{i}]")),
-            };
-            wire::WireMessage::new(&m, ucp.version())
-        })
-        .collect();
-    let wire = v2026_04_08::LookupResponse {
-        ucp: ucp.negotiated.ucp_response(Resource::CatalogLookup),
-        products,
-        messages,
-    };
+    let wire = v2026_04_08::LookupResponse::from_lookup(
+        &found,
+        ids,
+        ucp.negotiated.ucp_response(Resource::CatalogLookup),
+        ucp.version(),
+    );
     Ok(body_of(ucp.version(), 200, &wire))
 }
 

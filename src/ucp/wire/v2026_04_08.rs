@@ -547,6 +547,60 @@ pub struct LookupResponse {
     pub messages: Vec<WireMessage>,
 }
 
+impl LookupResponse {
+    /// Renders a gateway lookup: each hit with the variants it matched and
+    /// how each requested id correlated, and an info message for every id
+    /// (by its position in `ids`) that matched nothing. REST and the UCP
+    /// MCP binding both answer with this.
+    pub fn from_lookup(
+        lookup: &crate::gateway::Lookup,
+        ids: &[String],
+        ucp: Value,
+        version: WireVersion,
+    ) -> Self {
+        let products = lookup
+            .hits
+            .iter()
+            .filter_map(|hit| {
+                let variants = hit
+                    .variants
+                    .iter()
+                    .filter_map(|(vid, inputs)| {
+                        let mut w = WireVariant::new(&hit.product, hit.product.variant(vid)?);
+                        w.inputs = inputs
+                            .iter()
+                            .map(|(id, how)| InputCorrelation {
+                                id: id.clone(),
+                                kind: how.as_str(),
+                            })
+                            .collect();
+                        Some(w)
+                    })
+                    .collect();
+                WireProduct::with_variants(&hit.product, variants)
+            })
+            .collect();
+        let messages = lookup
+            .not_found
+            .iter()
+            .map(|&i| {
+                let m = crate::domain::checkout::Message {
+                    kind: crate::domain::checkout::MessageType::Info,
+                    code: "not_found".into(),
+                    content: format!(
+                        "nothing matches {:?}",
+                        ids.get(i).map(String::as_str).unwrap_or_default()
+                    ),
+                    severity: None,
+                    path: Some(format!("$.ids[{i}]")),
+                };
+                WireMessage::new(&m, version)
+            })
+            .collect();
+        Self { ucp, products, messages }
+    }
+}
+
 /// `catalog_lookup.json` `get_product_request`.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ProductRequest {
