@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod lookup;
 mod mandates;
 mod negotiation;
+pub mod operator;
 mod orders;
 mod outbox;
 mod payments;
