@@ -84,6 +84,14 @@ impl Caller {
         Self { subject: Some(subject.into()), tier: Tier::Signed, scopes: Vec::new() }
     }
 
+    /// A caller known only by an identity it claims and nobody verified
+    /// (a platform profile URL named over the UCP MCP binding): the claim
+    /// scopes what it creates, so one platform cannot read another's
+    /// sessions, but it earns no tier.
+    pub fn claimed(subject: impl Into<String>) -> Self {
+        Self { subject: Some(subject.into()), tier: Tier::Anonymous, scopes: Vec::new() }
+    }
+
     /// A caller authenticated at `tier` with `scopes`.
     pub fn authenticated(subject: impl Into<String>, tier: Tier, scopes: Vec<String>) -> Self {
         Self { subject: Some(subject.into()), tier, scopes }
