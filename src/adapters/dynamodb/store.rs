@@ -1035,10 +1035,8 @@ impl Store for DynamoStore {
         // own order is dropped below.
         let low = time_key(filter.created_from.map_or(i64::MIN, nanos_clamped));
         let to = filter.created_to.map(|t| time_key(nanos_clamped(t)));
-        let cursor = match &filter.before {
-            Some((at, id)) => Some(time_sort_key(nanos_clamped(*at), id.as_str())),
-            None => None,
-        };
+        let cursor =
+            filter.before.as_ref().map(|(at, id)| time_sort_key(nanos_clamped(*at), id.as_str()));
         let high = match (to, cursor.clone()) {
             (Some(a), Some(b)) => a.min(b),
             (Some(a), None) => a,
