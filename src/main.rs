@@ -68,6 +68,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             agentgate::cli::demo::run(args).await
         }
         Command::Catalog(cmd) => agentgate::cli::catalog::run(cmd).await,
+        Command::Ledger(args) => {
+            init_logging_at(agentgate::settings::LogFormat::Human, "warn");
+            agentgate::cli::admin::ledger(cli.config.as_deref(), args).await
+        }
+        Command::Admin(cmd) => {
+            init_logging_at(agentgate::settings::LogFormat::Human, "warn");
+            agentgate::cli::admin::run(cli.config.as_deref(), cmd).await
+        }
         Command::Keys(cmd) => agentgate::cli::keys::run(cmd),
         Command::Mandate(cmd) => agentgate::cli::mandate::run(cmd),
     }

@@ -201,6 +201,58 @@ pub struct OutboxFilter {
 pub struct OrderFilter {
     pub owner: Option<String>,
     pub status: Option<crate::domain::OrderStatus>,
+    /// Orders created at or after this time.
+    pub created_from: Option<OffsetDateTime>,
+    /// Orders created before this time.
+    pub created_to: Option<OffsetDateTime>,
+    /// A page position: only orders strictly older, in (created_at, id)
+    /// order, than the order created at this time with this id (the last
+    /// of the previous page).
+    pub before: Option<(OffsetDateTime, OrderId)>,
+    pub limit: u32,
+}
+
+/// One side-effecting operator action in the audit log. It is written in
+/// the same atomic unit as its effect, under a key derived from the
+/// operator's idempotency key, so the log and the effect never disagree
+/// and one key acts at most once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Unique (`<action>:<idempotency key>`); written put-if-absent.
+    pub id: String,
+    /// What was done (`adjust_stock`).
+    pub action: String,
+    /// What it was done to (a SKU).
+    pub target: String,
+    /// Who did it (the credential's subject, or `cli:<user>`).
+    pub actor: String,
+    pub reason: String,
+    pub trace_id: String,
+    /// Hash of the action's canonical arguments: a replay under the same
+    /// key matches it, a different request under the same key does not.
+    pub fingerprint: String,
+    /// The change requested, in the action's own terms (a stock delta).
+    pub delta: i64,
+    /// Units in stock after the change. Set by the store inside the
+    /// atomic write, since only it knows what concurrent writers left.
+    pub stock_after: Option<u32>,
+    pub at: OffsetDateTime,
+}
+
+/// What [`Store::adjust_stock_audited`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditedStock {
+    /// The adjustment ran now; this is its record as written.
+    Applied(AuditRecord),
+    /// A record with this id was already there; nothing changed.
+    Existing(AuditRecord),
+}
+
+/// Which records [`Store::audit_records`] lists.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub target: Option<String>,
+    /// 0 means the store's default page.
     pub limit: u32,
 }
 
@@ -297,6 +349,24 @@ pub trait Store: Send + Sync + 'static {
     async fn decrement_stock(&self, sku: &Sku, quantity: u32) -> Result<u32>;
     /// Adds (or, with a negative delta, removes) units; never below zero.
     async fn adjust_stock(&self, sku: &Sku, delta: i64) -> Result<u32>;
+    /// An operator's stock adjustment with its audit record, atomically.
+    /// If a record with `record.id` exists, nothing changes and it is
+    /// returned (`Existing`), whatever it says. Otherwise `record.delta`
+    /// is added to the SKU's stock (a SKU without stock starts from zero)
+    /// and the record is written with `stock_after`; a removal larger
+    /// than what is left is `insufficient_stock` and a result above
+    /// `u32::MAX` is `invalid_input`, both writing nothing. Concurrent
+    /// decrements (checkouts) are never lost: the change applies to what
+    /// is there when it commits.
+    async fn adjust_stock_audited(&self, sku: &Sku, record: &AuditRecord) -> Result<AuditedStock>;
+    /// Audit records, newest first.
+    async fn audit_records(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>>;
+
+    /// Checkout sessions an operator should look at, oldest first: those
+    /// waiting in `requires_escalation` (the buyer must act elsewhere) and
+    /// those stuck in `complete_in_progress` (a completion that never
+    /// finished). Expired ones are included; `is_expired` tells.
+    async fn checkouts_needing_attention(&self, limit: u32) -> Result<Vec<CheckoutSession>>;
 
     // Fee ledger.
     async fn append_ledger(&self, entry: &LedgerEntry) -> Result<()>;

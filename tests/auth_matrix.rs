@@ -186,6 +186,10 @@ impl Fixture {
         if status == StatusCode::UNAUTHORIZED {
             return U;
         }
+        if status == StatusCode::FORBIDDEN {
+            assert_eq!(body["error"]["code"], "insufficient_scope", "{name}: {body}");
+            return F;
+        }
         assert_eq!(status, StatusCode::OK, "{name}: {body}");
         match body["result"]["structuredContent"]["code"].as_str() {
             Some("unauthorized") => U,
@@ -233,6 +237,11 @@ const TOOLS: &[(&str, &str, [Want; 6])] = &[
     ("/ucp/mcp", "cancel_checkout", [U, A, A, A, U, U]),
     ("/ucp/mcp", "complete_checkout", [U, F, F, A, U, U]),
     ("/ucp/mcp", "get_order", [U, F, F, A, U, U]),
+    ("/admin/mcp", "adjust_stock", [U, F, F, F, U, U]),
+    ("/admin/mcp", "list_orders", [U, F, F, F, U, U]),
+    ("/admin/mcp", "refund_order", [U, F, F, F, U, U]),
+    ("/admin/mcp", "fee_report", [U, F, F, F, U, U]),
+    ("/admin/mcp", "pending_escalations", [U, F, F, F, U, U]),
 ];
 
 #[tokio::test]
@@ -285,4 +294,36 @@ async fn protected_resource_metadata_names_the_issuer_and_scopes() {
     for s in ["checkout:complete", "orders:read", "admin"] {
         assert!(scopes.contains(&json!(s)), "{s}");
     }
+}
+
+#[tokio::test]
+async fn an_admin_key_reaches_every_operator_tool() {
+    let f = fixture().await;
+    for name in ["adjust_stock", "list_orders", "refund_order", "fee_report", "pending_escalations"]
+    {
+        assert_eq!(f.tool(Who::Admin, "/admin/mcp", name).await, A, "{name}");
+    }
+}
+
+/// Naming a platform profile proves nothing over the UCP MCP binding: no
+/// signature is verified there, so the caller stays anonymous and a
+/// checkout tool is refused as for anyone anonymous. (Over REST the edge
+/// admits a named profile as signed, then the handler must fetch it.)
+#[tokio::test]
+async fn a_platform_profile_on_ucp_mcp_earns_no_signed_tier() {
+    let f = fixture().await;
+    let meta = json!({"ucp-agent": {"profile": "https://platform.example/profile.json"}});
+    for name in ["create_checkout", "get_checkout", "update_checkout", "cancel_checkout"] {
+        let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                          "params": {"name": name, "arguments": {"meta": meta, "id": "x",
+                                                                 "checkout": {}}}});
+        let (status, body, _) = f.send(Who::Anonymous, Method::POST, "/ucp/mcp", call).await;
+        assert_eq!(status, StatusCode::OK, "{name}: {body}");
+        assert_eq!(body["result"]["structuredContent"]["code"], "unauthorized", "{name}: {body}");
+    }
+    // The same claim with an API key is let through to the tool.
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": "get_checkout", "arguments": {"meta": meta, "id": "x"}}});
+    let (_, body, _) = f.send(Who::ApiKey, Method::POST, "/ucp/mcp", call).await;
+    assert_ne!(body["result"]["structuredContent"]["code"], "unauthorized", "{body}");
 }

@@ -170,6 +170,25 @@ impl Store for FlakyStore {
     async fn adjust_stock(&self, sku: &Sku, delta: i64) -> Result<u32> {
         self.inner.adjust_stock(sku, delta).await
     }
+    async fn adjust_stock_audited(
+        &self,
+        sku: &Sku,
+        record: &agentgate::ports::AuditRecord,
+    ) -> Result<agentgate::ports::AuditedStock> {
+        self.inner.adjust_stock_audited(sku, record).await
+    }
+    async fn audit_records(
+        &self,
+        filter: &agentgate::ports::AuditFilter,
+    ) -> Result<Vec<agentgate::ports::AuditRecord>> {
+        self.inner.audit_records(filter).await
+    }
+    async fn checkouts_needing_attention(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<agentgate::domain::CheckoutSession>> {
+        self.inner.checkouts_needing_attention(limit).await
+    }
     async fn append_ledger(&self, entry: &LedgerEntry) -> Result<()> {
         self.inner.append_ledger(entry).await
     }

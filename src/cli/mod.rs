@@ -1,6 +1,7 @@
 //! The command line: `serve` and the operator and agent-side tools. Parsing
 //! only; each command hands off to the library.
 
+pub mod admin;
 pub mod catalog;
 pub mod demo;
 #[cfg(feature = "aws")]
@@ -46,6 +47,13 @@ pub enum Command {
     /// Serve the MCP gateway tools on stdin/stdout, for a local MCP client
     /// (Claude Desktop, Cursor, VS Code). Logs go to stderr.
     Stdio(StdioArgs),
+    /// The platform fee ledger over a date range, from the configured
+    /// store (the same data as `GET /admin/ledger`).
+    Ledger(admin::LedgerArgs),
+    /// Operator tools against the configured store, offline: stock
+    /// corrections, orders, refunds, fees, escalations, the audit log.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
     /// Manage the embedded catalog.
     #[command(subcommand)]
     Catalog(catalog::CatalogCommand),

@@ -103,7 +103,8 @@ impl Operation {
         }
     }
 
-    /// The operation behind a tool of `/mcp` or `/ucp/mcp`, by name.
+    /// The operation behind a tool of `/mcp`, `/ucp/mcp` or `/admin/mcp`,
+    /// by name.
     pub fn of_tool(name: &str) -> Option<Self> {
         Some(match name {
             "scout_inventory" | "search_catalog" | "lookup_catalog" | "get_product" => {
@@ -117,6 +118,12 @@ impl Operation {
             }
             "execute_checkout" | "complete_checkout" => Self::CheckoutComplete,
             "track_order" | "get_order" => Self::OrderRead,
+            // The operator tools of `/admin/mcp`.
+            "adjust_stock"
+            | "list_orders"
+            | "refund_order"
+            | "fee_report"
+            | "pending_escalations" => Self::Operator,
             _ => return None,
         })
     }

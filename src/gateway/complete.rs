@@ -1120,8 +1120,11 @@ pub(super) async fn spent_in_window(
     let Some(limit) = gw.settings.guardrail.velocity else { return Ok(zero) };
     let window = time::Duration::seconds(i64::try_from(limit.window_secs).unwrap_or(i64::MAX));
     let since = now.checked_sub(window).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    let filter =
-        OrderFilter { owner: caller.subject.clone(), status: None, limit: VELOCITY_SCAN_LIMIT };
+    let filter = OrderFilter {
+        owner: caller.subject.clone(),
+        limit: VELOCITY_SCAN_LIMIT,
+        ..OrderFilter::default()
+    };
     let orders = gw.store.list_orders(&filter).await?;
     // Newest first: stop at the first order before the window.
     let in_window: Vec<&Order> = orders.iter().take_while(|o| o.created_at >= since).collect();
@@ -1337,8 +1340,11 @@ async fn spent_under_mandate(
     open_mandate: &str,
     currency: Currency,
 ) -> Result<Money> {
-    let filter =
-        OrderFilter { owner: caller.subject.clone(), status: None, limit: VELOCITY_SCAN_LIMIT };
+    let filter = OrderFilter {
+        owner: caller.subject.clone(),
+        limit: VELOCITY_SCAN_LIMIT,
+        ..OrderFilter::default()
+    };
     let orders = gw.store.list_orders(&filter).await?;
     if orders.len() >= VELOCITY_SCAN_LIMIT as usize {
         return Err(Error::new(

@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod lookup;
 mod mandates;
 mod negotiation;
+pub mod operator;
 mod orders;
 mod outbox;
 mod payments;
@@ -81,6 +82,14 @@ impl Caller {
     /// An identified caller with no scopes (a negotiated platform).
     pub fn subject(subject: impl Into<String>) -> Self {
         Self { subject: Some(subject.into()), tier: Tier::Signed, scopes: Vec::new() }
+    }
+
+    /// A caller known only by an identity it claims and nobody verified
+    /// (a platform profile URL named over the UCP MCP binding): the claim
+    /// scopes what it creates, so one platform cannot read another's
+    /// sessions, but it earns no tier.
+    pub fn claimed(subject: impl Into<String>) -> Self {
+        Self { subject: Some(subject.into()), tier: Tier::Anonymous, scopes: Vec::new() }
     }
 
     /// A caller authenticated at `tier` with `scopes`.

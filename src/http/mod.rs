@@ -40,7 +40,7 @@ pub struct Docs {
 pub struct AppState {
     pub gateway: Arc<Gateway>,
     pub docs: Arc<Docs>,
-    /// What the MCP endpoints (`/mcp`, `/ucp/mcp`) share.
+    /// What the MCP endpoints (`/mcp`, `/ucp/mcp`, `/admin/mcp`) share.
     pub mcp: Arc<crate::mcp::Edge>,
 }
 
@@ -76,6 +76,8 @@ pub fn app(state: AppState) -> Router {
         crate::mcp::transport::gateway_service(Arc::clone(&state.mcp), state.gateway.settings());
     let mcp_ucp =
         crate::mcp::transport::ucp_service(Arc::clone(&state.mcp), state.gateway.settings());
+    let mcp_operator =
+        crate::mcp::transport::operator_service(Arc::clone(&state.mcp), state.gateway.settings());
     let routes = Router::new()
         .route("/health", get(well_known::health))
         .route("/.well-known/ucp", get(well_known::ucp_profile))
@@ -85,6 +87,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/ucp/v1", ucp_rest::router())
         .nest_service("/mcp", mcp_gateway)
         .nest_service("/ucp/mcp", mcp_ucp)
+        .nest_service("/admin/mcp", mcp_operator)
         .merge(admin::router())
         .merge(sandbox::router())
         .merge(webhooks::router())

@@ -1,5 +1,6 @@
 //! The MCP edge: the gateway tools, resources and prompts (served at `/mcp`
-//! and on stdio) and the UCP MCP binding (served at `/ucp/mcp`).
+//! and on stdio), the UCP MCP binding (served at `/ucp/mcp`) and the
+//! operator tools (served at `/admin/mcp`).
 //!
 //! Only this module knows MCP. Like the HTTP edge, it turns each call into
 //! one use case on [`Gateway`] and holds no business rule of its own; it
@@ -17,6 +18,7 @@ pub mod caller;
 pub mod checkout_tools;
 pub mod demo;
 pub mod error;
+pub mod operator;
 pub mod prompts;
 pub mod resources;
 mod schema;

@@ -1,5 +1,6 @@
-//! The two ways MCP reaches this gateway: streamable HTTP (`/mcp` and
-//! `/ucp/mcp`, mounted by the HTTP router) and stdio (`agentgate stdio`).
+//! The two ways MCP reaches this gateway: streamable HTTP (`/mcp`,
+//! `/ucp/mcp` and `/admin/mcp`, mounted by the HTTP router) and stdio
+//! (`agentgate stdio`).
 //!
 //! rmcp's HTTP defaults suit a local experiment, not a gateway, so every
 //! one that matters is set here on purpose:
@@ -18,11 +19,12 @@ use rmcp::transport::streamable_http_server::session::never::NeverSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::ServiceExt;
 
+use super::operator::OperatorServer;
 use super::ucp_binding::UcpServer;
 use super::{Edge, GatewayServer};
 use crate::settings::Settings;
 
-/// The streamable HTTP configuration for both MCP endpoints.
+/// The streamable HTTP configuration for every MCP endpoint.
 pub fn http_config(settings: &Settings) -> StreamableHttpServerConfig {
     StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
@@ -55,6 +57,20 @@ pub fn ucp_service(
     settings: &Settings,
 ) -> StreamableHttpService<UcpServer, NeverSessionManager> {
     let server = UcpServer::new(edge);
+    StreamableHttpService::new(
+        move || Ok(server.clone()),
+        Arc::new(NeverSessionManager::default()),
+        http_config(settings),
+    )
+}
+
+/// The operator tools at `/admin/mcp` (admin scope only; the HTTP edge
+/// guards the prefix).
+pub fn operator_service(
+    edge: Arc<Edge>,
+    settings: &Settings,
+) -> StreamableHttpService<OperatorServer, NeverSessionManager> {
+    let server = OperatorServer::new(edge);
     StreamableHttpService::new(
         move || Ok(server.clone()),
         Arc::new(NeverSessionManager::default()),

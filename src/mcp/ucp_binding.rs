@@ -427,11 +427,15 @@ impl UcpServer {
         };
         let url = negotiate::profile_url_from_meta(meta, rule)?;
         let negotiated = gw.negotiate(Some(&url)).await?;
-        // As over REST: the platform, by its profile URL, unless the
-        // transport authenticated someone.
+        // As over REST, the platform owns what it creates, by its profile
+        // URL, unless the transport authenticated someone. Unlike REST,
+        // where the edge admits a named profile as the signed tier before
+        // the handler fetches it, the tool wrapper has already authorised
+        // this call as the transport's caller: nothing here verifies a
+        // signature, so the claim earns no tier.
         let caller = match &transport.subject {
             Some(_) => transport.clone(),
-            None => Caller::subject(format!("ucp-platform:{url}")),
+            None => Caller::claimed(format!("ucp-platform:{url}")),
         };
         Ok(Ucp { negotiated, caller, profile: Some(url) })
     }

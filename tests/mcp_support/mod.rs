@@ -121,12 +121,16 @@ impl Client {
                 .await;
             assert_eq!(reply.status, 200, "initialize: {}", reply.body);
             assert_eq!(reply.body["result"]["protocolVersion"], version, "{}", reply.body);
-            let note = client
+            let mut note = client
                 .http
                 .post(&client.url)
                 .header("content-type", "application/json")
                 .header("accept", "application/json, text/event-stream")
-                .header("mcp-protocol-version", version)
+                .header("mcp-protocol-version", version);
+            for (k, v) in &client.headers {
+                note = note.header(k.as_str(), v.as_str());
+            }
+            let note = note
                 .json(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
                 .send()
                 .await

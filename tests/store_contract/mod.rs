@@ -29,9 +29,9 @@ use agentgate::domain::{
     ProductId, Result, Sku, Totals, VariantId,
 };
 use agentgate::ports::{
-    CheckoutCommit, IdempotencyBegin, IdempotencyRecord, IdempotencyState, OrderFilter,
-    OutboxEntry, OutboxFilter, OutboxKind, OutboxLease, OutboxMessage, OutboxResult, OutboxStatus,
-    Store, StoredResponse, Versioned,
+    AuditFilter, AuditRecord, AuditedStock, CheckoutCommit, IdempotencyBegin, IdempotencyRecord,
+    IdempotencyState, OrderFilter, OutboxEntry, OutboxFilter, OutboxKind, OutboxLease,
+    OutboxMessage, OutboxResult, OutboxStatus, Store, StoredResponse, Versioned,
 };
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
@@ -118,6 +118,12 @@ macro_rules! store_contract_tests {
             outbox_claims_are_exclusive_until_the_lease_runs_out,
             outbox_results_settle_only_under_the_lease,
             concurrent_outbox_claims_never_share_a_message,
+            list_orders_pages_through_a_time_window,
+            audited_stock_adjustment_writes_its_record_once,
+            audited_stock_adjustment_never_goes_below_zero,
+            audited_adjustments_and_decrements_lose_no_update,
+            audit_records_filter_by_target_newest_first,
+            checkouts_needing_attention_are_escalated_or_stuck,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -861,7 +867,12 @@ pub async fn list_orders_filters_and_sorts_newest_first(store: Arc<dyn Store>) {
             want(&|_, s| s == OrderStatus::Created),
         ),
         (
-            OrderFilter { owner: Some("alice".into()), status: Some(OrderStatus::Paid), limit: 0 },
+            OrderFilter {
+                owner: Some("alice".into()),
+                status: Some(OrderStatus::Paid),
+                limit: 0,
+                ..Default::default()
+            },
             want(&|o, s| o == "alice" && s == OrderStatus::Paid),
         ),
         (OrderFilter { limit: 2, ..Default::default() }, want(&|_, _| true)[..2].to_vec()),
@@ -1502,4 +1513,181 @@ pub async fn concurrent_outbox_claims_never_share_a_message(store: Arc<dyn Store
     let distinct: std::collections::HashSet<_> = claimed.iter().collect();
     assert_eq!(distinct.len(), claimed.len(), "a message was leased twice: {claimed:?}");
     assert_eq!(claimed.len(), ids.len(), "eight workers taking three each cover all twelve");
+}
+
+/// Orders at T0 + 1..=6 minutes; the window [T0+2, T0+6) read two at a
+/// time, newest first, each page continuing after the last order of the
+/// one before.
+pub async fn list_orders_pages_through_a_time_window(store: Arc<dyn Store>) {
+    let mut placed = Vec::new();
+    for minutes in 1..=6 {
+        let session = full_session(&[("A", 1)]);
+        prepare(&*store, &session, &[]).await;
+        let mut commit = commit_for(&session, T0);
+        commit.stock.clear();
+        let at = T0 + Duration::minutes(minutes);
+        commit.order = order_for(&session, commit.order.id.clone(), OrderStatus::Paid, at);
+        store.commit_checkout(&commit).await.unwrap();
+        placed.push(commit.order);
+    }
+    let window = |before: Option<(OffsetDateTime, OrderId)>| OrderFilter {
+        created_from: Some(T0 + Duration::minutes(2)),
+        created_to: Some(T0 + Duration::minutes(6)),
+        before,
+        limit: 2,
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    for _ in 0..4 {
+        let page = store.list_orders(&window(cursor.clone())).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 2);
+        let last = page.last().unwrap();
+        cursor = Some((last.created_at, last.id.clone()));
+        seen.extend(page.into_iter().map(|o| o.id));
+    }
+    let want: Vec<OrderId> = placed[1..5].iter().rev().map(|o| o.id.clone()).collect();
+    assert_eq!(seen, want, "minutes 5, 4, 3, 2: from is inclusive, to exclusive, no repeats");
+}
+
+fn audit(id: &str, target: &str, delta: i64, at: OffsetDateTime) -> AuditRecord {
+    AuditRecord {
+        id: id.into(),
+        action: "adjust_stock".into(),
+        target: target.into(),
+        actor: "ops@example".into(),
+        reason: "cycle count".into(),
+        trace_id: "trace-1".into(),
+        fingerprint: format!("fp-{delta}"),
+        delta,
+        stock_after: None,
+        at,
+    }
+}
+
+pub async fn audited_stock_adjustment_writes_its_record_once(store: Arc<dyn Store>) {
+    let s = sku("AUD-1");
+    store.set_stock(&s, 5).await.unwrap();
+    let id = format!("adjust_stock:{}", unique());
+    let first = store.adjust_stock_audited(&s, &audit(&id, "AUD-1", -2, T0)).await.unwrap();
+    let AuditedStock::Applied(written) = first else { panic!("first adjustment must apply") };
+    assert_eq!(written.stock_after, Some(3));
+    assert_eq!(store.get_stock(&s).await.unwrap(), Some(3));
+    // The same id again, even with another delta, changes nothing and
+    // answers the record as first written.
+    let again = store.adjust_stock_audited(&s, &audit(&id, "AUD-1", 7, T0)).await.unwrap();
+    assert_eq!(again, AuditedStock::Existing(written.clone()));
+    assert_eq!(store.get_stock(&s).await.unwrap(), Some(3));
+    let listed = store.audit_records(&AuditFilter::default()).await.unwrap();
+    assert_eq!(listed, vec![written]);
+    // A SKU never counted starts from zero.
+    let fresh = sku("AUD-NEW");
+    let id2 = format!("adjust_stock:{}", unique());
+    let added = store.adjust_stock_audited(&fresh, &audit(&id2, "AUD-NEW", 4, T0)).await.unwrap();
+    assert!(matches!(added, AuditedStock::Applied(r) if r.stock_after == Some(4)));
+    assert_eq!(store.get_stock(&fresh).await.unwrap(), Some(4));
+}
+
+pub async fn audited_stock_adjustment_never_goes_below_zero(store: Arc<dyn Store>) {
+    let s = sku("AUD-2");
+    store.set_stock(&s, 1).await.unwrap();
+    let id = format!("adjust_stock:{}", unique());
+    let refused = store.adjust_stock_audited(&s, &audit(&id, "AUD-2", -2, T0)).await;
+    assert_eq!(err_code(refused), ErrorCode::InsufficientStock);
+    assert_eq!(store.get_stock(&s).await.unwrap(), Some(1));
+    let id2 = format!("adjust_stock:{}", unique());
+    let too_many = audit(&id2, "AUD-2", i64::from(u32::MAX), T0);
+    assert_eq!(err_code(store.adjust_stock_audited(&s, &too_many).await), ErrorCode::InvalidInput);
+    assert_eq!(store.get_stock(&s).await.unwrap(), Some(1));
+    assert!(store.audit_records(&AuditFilter::default()).await.unwrap().is_empty(), "no record");
+    // The refused key is still free: a corrected request under it applies.
+    let ok = store.adjust_stock_audited(&s, &audit(&id, "AUD-2", -1, T0)).await.unwrap();
+    assert!(matches!(ok, AuditedStock::Applied(r) if r.stock_after == Some(0)));
+}
+
+/// Checkout decrements and operator adjustments racing on one SKU: every
+/// one that reports success is in the final count.
+pub async fn audited_adjustments_and_decrements_lose_no_update(store: Arc<dyn Store>) {
+    let s = sku("AUD-RACE");
+    store.set_stock(&s, 50).await.unwrap();
+    let barrier = Arc::new(Barrier::new(30));
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let (store, barrier, s) = (Arc::clone(&store), Arc::clone(&barrier), s.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            if i % 3 == 0 {
+                let id = format!("adjust_stock:race-{}", unique());
+                store
+                    .adjust_stock_audited(&s, &audit(&id, "AUD-RACE", 2, T0))
+                    .await
+                    .map(|_| 2i64)
+                    .map_err(|e| e.code())
+            } else {
+                store.decrement_stock(&s, 1).await.map(|_| -1i64).map_err(|e| e.code())
+            }
+        }));
+    }
+    let mut expected = 50i64;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(delta) => expected += delta,
+            // Contention may exhaust an adjustment's retries; it then
+            // changed nothing.
+            Err(code) => assert_eq!(code, ErrorCode::VersionConflict),
+        }
+    }
+    assert_eq!(store.get_stock(&s).await.unwrap(), Some(u32::try_from(expected).unwrap()));
+    let applied = store.audit_records(&AuditFilter::default()).await.unwrap();
+    assert_eq!(i64::try_from(applied.len()).unwrap() * 2 - 20, expected - 50);
+}
+
+pub async fn audit_records_filter_by_target_newest_first(store: Arc<dyn Store>) {
+    let (a, b) = (sku("AUD-A"), sku("AUD-B"));
+    let mut written = Vec::new();
+    for (i, (s, name)) in [(&a, "AUD-A"), (&b, "AUD-B"), (&a, "AUD-A")].into_iter().enumerate() {
+        let id = format!("adjust_stock:{}", unique());
+        let at = T0 + Duration::seconds(i as i64);
+        match store.adjust_stock_audited(s, &audit(&id, name, 1, at)).await.unwrap() {
+            AuditedStock::Applied(r) => written.push(r),
+            other => panic!("{other:?}"),
+        }
+    }
+    let all = store.audit_records(&AuditFilter::default()).await.unwrap();
+    assert_eq!(all, written.iter().rev().cloned().collect::<Vec<_>>());
+    let only_a = AuditFilter { target: Some("AUD-A".into()), limit: 0 };
+    let got = store.audit_records(&only_a).await.unwrap();
+    assert_eq!(got, vec![written[2].clone(), written[0].clone()]);
+    assert_eq!(got[0].stock_after, Some(2));
+    let one = store.audit_records(&AuditFilter { target: None, limit: 1 }).await.unwrap();
+    assert_eq!(one, vec![written[2].clone()]);
+}
+
+pub async fn checkouts_needing_attention_are_escalated_or_stuck(store: Arc<dyn Store>) {
+    let ready = full_session(&[("A", 1)]);
+    store.insert_checkout(&ready).await.unwrap();
+    let escalated = full_session(&[("A", 1)])
+        .transition(CheckoutStatus::RequiresEscalation, T0 + Duration::seconds(5))
+        .unwrap();
+    store.insert_checkout(&escalated).await.unwrap();
+    let stuck = full_session(&[("A", 1)])
+        .transition(CheckoutStatus::CompleteInProgress, T0 + Duration::seconds(3))
+        .unwrap();
+    store.insert_checkout(&stuck).await.unwrap();
+    let got = store.checkouts_needing_attention(0).await.unwrap();
+    let ids: Vec<_> = got.iter().map(|s| s.id.clone()).collect();
+    assert_eq!(ids, vec![stuck.id.clone(), escalated.id.clone()], "oldest change first");
+    assert_eq!(got[1], escalated);
+    // A session that moves on leaves the list.
+    let resolved = escalated
+        .clone()
+        .transition(CheckoutStatus::ReadyForComplete, T0 + Duration::seconds(6))
+        .unwrap();
+    store.update_checkout(&resolved, 1).await.unwrap();
+    let ids: Vec<_> =
+        store.checkouts_needing_attention(10).await.unwrap().into_iter().map(|s| s.id).collect();
+    assert_eq!(ids, vec![stuck.id.clone()]);
 }

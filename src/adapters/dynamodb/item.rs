@@ -103,6 +103,11 @@ impl Key {
         Key::new(format!("OUTBOX#{id}"), "OUTBOX")
     }
 
+    /// An operator audit record, by its id.
+    pub fn audit(id: &str) -> Result<Key> {
+        Key::new(format!("AUDIT#{id}"), "AUDIT")
+    }
+
     /// How many completed checkouts applied a discount code.
     pub fn discount_uses(code: &str) -> Result<Key> {
         Key::new(format!("DISCOUNT#{code}"), "USES")
@@ -136,6 +141,14 @@ pub const MANDATE_PREFIX: &str = "MANDATE#";
 pub const ORDERS_BY_TIME: &str = "ORDER";
 /// `time_pk` of ledger entries in the `by_time` index.
 pub const LEDGER_BY_TIME: &str = "LEDGER";
+
+/// `time_pk` of operator audit records in the `by_time` index.
+pub const AUDIT_BY_TIME: &str = "AUDIT";
+/// `time_pk` of checkout sessions waiting for an operator (in
+/// `requires_escalation` or `complete_in_progress`) in the `by_time`
+/// index, by last change. Sparse: a session leaves it when its status
+/// moves on, since every write of a session rewrites its whole item.
+pub const CHECKOUTS_NEEDING_ATTENTION: &str = "CHECKOUT_ATTENTION";
 
 /// `time_pk` of outbox messages in the `by_time` index (by creation time).
 pub const OUTBOX_BY_TIME: &str = "OUTBOX";

@@ -48,8 +48,8 @@ use time::OffsetDateTime;
 
 use super::item::{
     get_b, get_n, get_s, n, nanos, nanos_clamped, owner_partition, s, time_key, time_sort_key,
-    ttl_seconds, Item, Key, EVENT_PREFIX, LEDGER_BY_TIME, MANDATE_PREFIX, ORDERS_BY_TIME,
-    OUTBOX_BY_TIME, OUTBOX_DUE,
+    ttl_seconds, Item, Key, AUDIT_BY_TIME, CHECKOUTS_NEEDING_ATTENTION, EVENT_PREFIX,
+    LEDGER_BY_TIME, MANDATE_PREFIX, ORDERS_BY_TIME, OUTBOX_BY_TIME, OUTBOX_DUE,
 };
 use super::retry::{cancellation_is_transient, classify, describe, Backoff, Failure};
 use super::table::{Index, BY_OWNER, BY_TIME, OUTBOX_DUE as DUE_INDEX, PK, SK, TTL};
@@ -58,13 +58,14 @@ use crate::adapters::records::{
     LedgerRecord, OrderEventRecord, OrderRecord,
 };
 use crate::domain::{
-    Cart, CartId, CheckoutId, CheckoutSession, Currency, Error, ErrorCode, LedgerEntry, Order,
-    OrderEvent, OrderId, Result, Sku,
+    Cart, CartId, CheckoutId, CheckoutSession, CheckoutStatus, Currency, Error, ErrorCode,
+    LedgerEntry, Order, OrderEvent, OrderId, Result, Sku,
 };
 use crate::ports::{
-    CheckoutCommit, Clock, IdempotencyBegin, IdempotencyRecord, IdempotencyState, OrderFilter,
-    OutboxEntry, OutboxFilter, OutboxKind, OutboxLease, OutboxMessage, OutboxResult, OutboxStatus,
-    Store, StoredResponse, SystemClock, Versioned,
+    AuditFilter, AuditRecord, AuditedStock, CheckoutCommit, Clock, IdempotencyBegin,
+    IdempotencyRecord, IdempotencyState, OrderFilter, OutboxEntry, OutboxFilter, OutboxKind,
+    OutboxLease, OutboxMessage, OutboxResult, OutboxStatus, Store, StoredResponse, SystemClock,
+    Versioned,
 };
 
 /// DynamoDB's limit on the items of one `TransactWriteItems`.
@@ -112,6 +113,19 @@ const LEASE_TOKEN: &str = "lease_token";
 const LEASE_UNTIL: &str = "lease_until";
 const LAST_ERROR: &str = "last_error";
 const DELIVERED_AT: &str = "delivered_at";
+const ACTION: &str = "action";
+const TARGET: &str = "target";
+const ACTOR: &str = "actor";
+const REASON: &str = "reason";
+const TRACE_ID: &str = "trace_id";
+const DELTA: &str = "delta";
+const STOCK_AFTER: &str = "stock_after";
+const AT: &str = "at";
+
+/// How many times an audited stock adjustment re-reads and retries when a
+/// concurrent writer (a checkout) moved the stock between its read and its
+/// conditional write.
+const STOCK_CAS_ROUNDS: usize = 8;
 
 const IN_PROGRESS: &str = "in_progress";
 const COMPLETED: &str = "completed";
@@ -734,6 +748,14 @@ fn checkout_item(session: &CheckoutSession, version: u64) -> Result<Item> {
     if let Some(owner) = &session.owner {
         item.insert(OWNER.into(), s(owner));
     }
+    if matches!(
+        session.status(),
+        CheckoutStatus::RequiresEscalation | CheckoutStatus::CompleteInProgress
+    ) {
+        let id = session.id.as_str();
+        item.insert(BY_TIME.pk.into(), s(CHECKOUTS_NEEDING_ATTENTION));
+        item.insert(BY_TIME.sk.into(), s(time_sort_key(nanos(session.updated_at)?, id)));
+    }
     item.insert(BODY.into(), s(to_json("checkout session", &CheckoutRecord::from(session))?));
     Ok(item)
 }
@@ -780,6 +802,50 @@ fn ledger_item(entry: &LedgerEntry) -> Result<Item> {
     item.insert(CURRENCY.into(), s(&record.currency));
     item.insert(BODY.into(), s(to_json("ledger entry", &record)?));
     Ok(item)
+}
+
+/// An audit record with its place in the `by_time` index.
+fn audit_item(record: &AuditRecord) -> Result<Item> {
+    let at = nanos(record.at)?;
+    let mut item = Key::audit(&record.id)?.item();
+    item.insert(ID.into(), s(&record.id));
+    item.insert(AT.into(), n(at));
+    item.insert(ACTION.into(), s(&record.action));
+    item.insert(TARGET.into(), s(&record.target));
+    item.insert(ACTOR.into(), s(&record.actor));
+    item.insert(REASON.into(), s(&record.reason));
+    item.insert(TRACE_ID.into(), s(&record.trace_id));
+    item.insert(FINGERPRINT.into(), s(&record.fingerprint));
+    item.insert(DELTA.into(), n(record.delta));
+    if let Some(q) = record.stock_after {
+        item.insert(STOCK_AFTER.into(), n(q));
+    }
+    item.insert(BY_TIME.pk.into(), s(AUDIT_BY_TIME));
+    item.insert(BY_TIME.sk.into(), s(time_sort_key(at, &record.id)));
+    Ok(item)
+}
+
+fn audit_record(item: &Item) -> Result<AuditRecord> {
+    const W: &str = "audit record";
+    let at = get_n::<i64>(item, AT, W)?;
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(at))
+        .map_err(|e| Error::internal(format!("stored time {at} is out of range: {e}")))?;
+    let stock_after = match item.contains_key(STOCK_AFTER) {
+        true => Some(get_n::<u32>(item, STOCK_AFTER, W)?),
+        false => None,
+    };
+    Ok(AuditRecord {
+        id: get_s(item, ID, W)?.to_owned(),
+        action: get_s(item, ACTION, W)?.to_owned(),
+        target: get_s(item, TARGET, W)?.to_owned(),
+        actor: get_s(item, ACTOR, W)?.to_owned(),
+        reason: get_s(item, REASON, W)?.to_owned(),
+        trace_id: get_s(item, TRACE_ID, W)?.to_owned(),
+        fingerprint: get_s(item, FINGERPRINT, W)?.to_owned(),
+        delta: get_n::<i64>(item, DELTA, W)?,
+        stock_after,
+        at,
+    })
 }
 
 /// A new outbox message: pending, due at its creation, listed in `by_time`
@@ -963,15 +1029,39 @@ impl Store for DynamoStore {
             Some(owner) => (BY_OWNER, owner_partition(owner)),
             None => (BY_TIME, ORDERS_BY_TIME.to_owned()),
         };
+        // Both indexes sort by `time_sort_key`, so the time window and the
+        // page position are one inclusive range on the sort key: a bare
+        // time key sorts before every key of that time, and the cursor's
+        // own order is dropped below.
+        let low = time_key(filter.created_from.map_or(i64::MIN, nanos_clamped));
+        let to = filter.created_to.map(|t| time_key(nanos_clamped(t)));
+        let cursor =
+            filter.before.as_ref().map(|(at, id)| time_sort_key(nanos_clamped(*at), id.as_str()));
+        let high = match (to, cursor.clone()) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) => a,
+            (None, Some(b)) => b,
+            (None, None) => time_key(i64::MAX),
+        };
+        if low > high {
+            return Ok(Vec::new());
+        }
+        let skip = filter.before.as_ref().map(|(_, id)| id.as_str().to_owned());
         let mut req = self
             .client
             .query()
             .table_name(&*self.table)
             .index_name(index.name)
-            .key_condition_expression("#ipk = :pk")
+            .key_condition_expression("#ipk = :pk AND #isk BETWEEN :low AND :high")
             .expression_attribute_names("#ipk", index.pk)
+            .expression_attribute_names("#isk", index.sk)
             .expression_attribute_values(":pk", s(partition))
+            .expression_attribute_values(":low", s(low))
+            .expression_attribute_values(":high", s(high))
             .scan_index_forward(false);
+        // The cursor's own order is read (the range is inclusive) and
+        // dropped, so one more is read.
+        let want = limit + usize::from(skip.is_some());
         req = match filter.status {
             Some(status) => req
                 .filter_expression("#status = :status")
@@ -979,16 +1069,18 @@ impl Store for DynamoStore {
                 .expression_attribute_values(":status", s(status.as_str())),
             // Without a filter every item read is kept, so a page of exactly
             // the limit is all that is needed.
-            None => req.limit(i32::try_from(limit).unwrap_or(i32::MAX)),
+            None => req.limit(i32::try_from(want).unwrap_or(i32::MAX)),
         };
-        let items = self.query_all(req, Some(limit)).await?;
-        items
-            .iter()
-            .take(limit)
-            .map(|item| {
-                Order::try_from(from_json::<OrderRecord>("order", get_s(item, BODY, "order")?)?)
-            })
-            .collect()
+        let items = self.query_all(req, Some(want)).await?;
+        let mut orders = Vec::with_capacity(limit);
+        for item in items.iter().take(want) {
+            let order =
+                Order::try_from(from_json::<OrderRecord>("order", get_s(item, BODY, "order")?)?)?;
+            if skip.as_deref() != Some(order.id.as_str()) && orders.len() < limit {
+                orders.push(order);
+            }
+        }
+        Ok(orders)
     }
 
     async fn order_events(&self, id: &OrderId) -> Result<Vec<OrderEvent>> {
@@ -1283,6 +1375,135 @@ impl Store for DynamoStore {
             )),
             Err(e) => Err(failed("UpdateItem", &e)),
         }
+    }
+
+    /// A compare-and-set on the stock item and a put-if-absent of the
+    /// record in one transaction. The stock is read first so the record
+    /// can carry what is left; if a checkout took units in between, the
+    /// transaction's stock condition fails and the adjustment re-reads
+    /// and tries again, so no decrement is lost and the stock never goes
+    /// below zero.
+    async fn adjust_stock_audited(&self, sku: &Sku, record: &AuditRecord) -> Result<AuditedStock> {
+        let audit_key = Key::audit(&record.id)?;
+        let stock_key = Key::stock(sku.as_str())?;
+        let name = sku.as_str();
+        for _ in 0..STOCK_CAS_ROUNDS {
+            if let Some(item) = self.get(&audit_key).await? {
+                return Ok(AuditedStock::Existing(audit_record(&item)?));
+            }
+            let current = self
+                .get(&stock_key)
+                .await?
+                .map(|i| get_n::<u32>(&i, QUANTITY, "stock"))
+                .transpose()?;
+            let base = current.unwrap_or(0);
+            let next = i128::from(base) + i128::from(record.delta);
+            if next < 0 {
+                return Err(Error::new(
+                    ErrorCode::InsufficientStock,
+                    format!(
+                        "removing {} units would take SKU {name} below zero ({base} left)",
+                        record.delta.unsigned_abs()
+                    ),
+                ));
+            }
+            let next = u32::try_from(next).map_err(|_| {
+                Error::invalid(format!("stock of SKU {name} cannot exceed {}", u32::MAX))
+            })?;
+            let update = Update::builder()
+                .table_name(&*self.table)
+                .set_key(Some(stock_key.item()))
+                .update_expression("SET #q = :next")
+                .expression_attribute_names("#q", QUANTITY)
+                .expression_attribute_values(":next", n(next));
+            let update = match current {
+                Some(q) => update
+                    .condition_expression("#q = :current")
+                    .expression_attribute_values(":current", n(q)),
+                None => update.condition_expression("attribute_not_exists(#q)"),
+            };
+            let update = update.build().map_err(build_failed)?;
+            let mut applied = record.clone();
+            applied.stock_after = Some(next);
+            let items = vec![
+                TransactWriteItem::builder().update(update).build(),
+                self.put(audit_item(&applied)?, Condition::Absent)?,
+            ];
+            match self.transact(items).await {
+                Ok(()) => return Ok(AuditedStock::Applied(applied)),
+                Err(TxFailure::Failed(e)) => return Err(e),
+                // The stock moved, or the same key landed concurrently:
+                // the next round re-reads both.
+                Err(TxFailure::Canceled(reasons)) if first_failed_condition(&reasons).is_some() => {
+                    continue
+                }
+                Err(TxFailure::Canceled(reasons)) => {
+                    return Err(Error::store(format!(
+                        "stock adjustment cancelled: {}",
+                        codes(&reasons)
+                    )))
+                }
+            }
+        }
+        Err(Error::new(
+            ErrorCode::VersionConflict,
+            format!("the stock of SKU {name} is changing too fast to adjust; retry"),
+        ))
+    }
+
+    /// Newest first through the `by_time` index; a target filter is applied
+    /// to each page until the limit is filled.
+    async fn audit_records(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>> {
+        let limit = match filter.limit {
+            0 => DEFAULT_LIST_LIMIT,
+            n => n.min(MAX_LIST_LIMIT),
+        } as usize;
+        let mut req = self
+            .client
+            .query()
+            .table_name(&*self.table)
+            .index_name(BY_TIME.name)
+            .key_condition_expression("#tpk = :pk")
+            .expression_attribute_names("#tpk", BY_TIME.pk)
+            .expression_attribute_values(":pk", s(AUDIT_BY_TIME))
+            .scan_index_forward(false);
+        req = match &filter.target {
+            Some(t) => req
+                .filter_expression("#target = :target")
+                .expression_attribute_names("#target", TARGET)
+                .expression_attribute_values(":target", s(t)),
+            None => req.limit(i32::try_from(limit).unwrap_or(i32::MAX)),
+        };
+        let items = self.query_all(req, Some(limit)).await?;
+        items.iter().take(limit).map(audit_record).collect()
+    }
+
+    /// Through the sparse `CHECKOUT_ATTENTION` partition of `by_time`,
+    /// oldest change first.
+    async fn checkouts_needing_attention(&self, limit: u32) -> Result<Vec<CheckoutSession>> {
+        let limit = match limit {
+            0 => DEFAULT_LIST_LIMIT,
+            n => n.min(MAX_LIST_LIMIT),
+        } as usize;
+        let req = self
+            .client
+            .query()
+            .table_name(&*self.table)
+            .index_name(BY_TIME.name)
+            .key_condition_expression("#tpk = :pk")
+            .expression_attribute_names("#tpk", BY_TIME.pk)
+            .expression_attribute_values(":pk", s(CHECKOUTS_NEEDING_ATTENTION))
+            .scan_index_forward(true)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX));
+        let items = self.query_all(req, Some(limit)).await?;
+        items
+            .iter()
+            .take(limit)
+            .map(|item| {
+                let body = get_s(item, BODY, "checkout session")?;
+                CheckoutSession::try_from(from_json::<CheckoutRecord>("checkout session", body)?)
+            })
+            .collect()
     }
 
     async fn append_ledger(&self, entry: &LedgerEntry) -> Result<()> {

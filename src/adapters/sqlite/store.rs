@@ -52,9 +52,10 @@ use crate::domain::{
     OrderEvent, OrderId, Result, Sku,
 };
 use crate::ports::{
-    CheckoutCommit, Clock, IdempotencyBegin, IdempotencyRecord, IdempotencyState, OrderFilter,
-    OutboxEntry, OutboxFilter, OutboxKind, OutboxLease, OutboxMessage, OutboxResult, OutboxStatus,
-    Store, StoredResponse, SystemClock, Versioned,
+    AuditFilter, AuditRecord, AuditedStock, CheckoutCommit, Clock, IdempotencyBegin,
+    IdempotencyRecord, IdempotencyState, OrderFilter, OutboxEntry, OutboxFilter, OutboxKind,
+    OutboxLease, OutboxMessage, OutboxResult, OutboxStatus, Store, StoredResponse, SystemClock,
+    Versioned,
 };
 
 /// The file name of the database inside the data dir.
@@ -74,7 +75,40 @@ const PURGE_BATCH: i64 = 1000;
 
 /// The store's schema. Applied after [`super::db::STOCK_MIGRATION`]; new
 /// steps go at the end.
-pub const MIGRATIONS: &[Migration] = &[STORE_001_TABLES, STORE_002_OUTBOX];
+pub const MIGRATIONS: &[Migration] = &[STORE_001_TABLES, STORE_002_OUTBOX, STORE_003_AUDIT];
+
+/// The operator audit log: one row per side-effecting operator action,
+/// written in the transaction of its effect. Append-only like
+/// `order_events`.
+const STORE_003_AUDIT: Migration = (
+    "store_003_audit",
+    "
+    CREATE TABLE audit_log (
+        id TEXT PRIMARY KEY,
+        at INTEGER NOT NULL,
+        action TEXT NOT NULL CHECK (length(action) > 0),
+        target TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        trace_id TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        delta INTEGER NOT NULL,
+        stock_after INTEGER CHECK (stock_after >= 0)
+    ) STRICT;
+    CREATE INDEX audit_log_by_time ON audit_log (at);
+    CREATE INDEX audit_log_by_target ON audit_log (target, at);
+    CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+    BEGIN
+        SELECT RAISE(ABORT, 'audit_log is append-only');
+    END;
+    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+    BEGIN
+        SELECT RAISE(ABORT, 'audit_log is append-only');
+    END;
+    -- Operators list the sessions that wait for someone.
+    CREATE INDEX checkouts_by_status ON checkouts (status);
+    ",
+);
 
 /// The outbox: deliveries written in the transaction of the change that
 /// causes them. A message is `pending` until delivered or dead; a pending
@@ -372,6 +406,42 @@ where
     };
     let value = T::try_from(from_json::<R>(what, &body)?)?;
     Ok(Some(Versioned { value, version: version_from(version)? }))
+}
+
+const AUDIT_COLUMNS: &str =
+    "id, at, action, target, actor, reason, trace_id, fingerprint, delta, stock_after";
+
+type AuditRow = (AuditRecord, i64, Option<i64>);
+
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
+    Ok((
+        AuditRecord {
+            id: r.get(0)?,
+            at: OffsetDateTime::UNIX_EPOCH,
+            action: r.get(2)?,
+            target: r.get(3)?,
+            actor: r.get(4)?,
+            reason: r.get(5)?,
+            trace_id: r.get(6)?,
+            fingerprint: r.get(7)?,
+            delta: r.get(8)?,
+            stock_after: None,
+        },
+        r.get(1)?,
+        r.get(9)?,
+    ))
+}
+
+fn audit_from((mut record, at, stock_after): AuditRow) -> Result<AuditRecord> {
+    record.at = from_nanos(at)?;
+    record.stock_after = stock_after.map(|q| quantity_from(&record.target, q)).transpose()?;
+    Ok(record)
+}
+
+fn get_audit(conn: &Connection, id: &str) -> Result<Option<AuditRecord>> {
+    let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE id = ?1");
+    let row = conn.query_row(&sql, [id], audit_row).optional().map_err(Error::store)?;
+    row.map(audit_from).transpose()
 }
 
 /// The conditional decrement, on the caller's connection or transaction.
@@ -788,6 +858,9 @@ impl Store for SqliteStore {
         };
         let owner = filter.owner.clone();
         let status = filter.status.map(|s| s.as_str());
+        let from = filter.created_from.map(nanos_clamped);
+        let to = filter.created_to.map(nanos_clamped);
+        let before = filter.before.as_ref().map(|(at, id)| (nanos_clamped(*at), id.to_string()));
         self.db
             .read(move |conn| {
                 // The query is built from fixed fragments so each filter
@@ -801,6 +874,20 @@ impl Store for SqliteStore {
                 if let Some(status) = &status {
                     conditions.push("status = ?");
                     values.push(status);
+                }
+                if let Some(from) = &from {
+                    conditions.push("created_at >= ?");
+                    values.push(from);
+                }
+                if let Some(to) = &to {
+                    conditions.push("created_at < ?");
+                    values.push(to);
+                }
+                if let Some((at, id)) = &before {
+                    conditions.push("(created_at < ? OR (created_at = ? AND id < ?))");
+                    values.push(at);
+                    values.push(at);
+                    values.push(id);
                 }
                 values.push(&limit);
                 let filter = if conditions.is_empty() {
@@ -1141,6 +1228,147 @@ impl Store for SqliteStore {
                 .map_err(Error::store)?;
                 tx.commit().map_err(Error::store)?;
                 Ok(next)
+            })
+            .await
+    }
+
+    /// One `BEGIN IMMEDIATE` transaction: look for the record, then
+    /// read-add-write the stock and insert the record. The single writer
+    /// serialises it with every checkout commit, so no decrement is lost.
+    async fn adjust_stock_audited(&self, sku: &Sku, record: &AuditRecord) -> Result<AuditedStock> {
+        let sku = sku.as_str().to_owned();
+        let mut record = record.clone();
+        let at = nanos(record.at)?;
+        self.db
+            .write(move |conn| {
+                let tx = immediate(conn)?;
+                if let Some(existing) = get_audit(&tx, &record.id)? {
+                    return Ok(AuditedStock::Existing(existing));
+                }
+                let current = tx
+                    .query_row("SELECT quantity FROM stock WHERE sku = ?1", [&sku], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .optional()
+                    .map_err(Error::store)?
+                    .unwrap_or(0);
+                let next = i128::from(current) + i128::from(record.delta);
+                if next < 0 {
+                    return Err(Error::new(
+                        ErrorCode::InsufficientStock,
+                        format!(
+                            "removing {} units would take SKU {sku} below zero ({current} left)",
+                            record.delta.unsigned_abs()
+                        ),
+                    ));
+                }
+                let next = u32::try_from(next).map_err(|_| {
+                    Error::invalid(format!("stock of SKU {sku} cannot exceed {}", u32::MAX))
+                })?;
+                tx.execute(
+                    "INSERT INTO stock (sku, quantity) VALUES (?1, ?2)
+                     ON CONFLICT (sku) DO UPDATE SET quantity = excluded.quantity",
+                    params![sku, next],
+                )
+                .map_err(Error::store)?;
+                record.stock_after = Some(next);
+                tx.execute(
+                    &format!(
+                        "INSERT INTO audit_log ({AUDIT_COLUMNS})
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                    ),
+                    params![
+                        record.id,
+                        at,
+                        record.action,
+                        record.target,
+                        record.actor,
+                        record.reason,
+                        record.trace_id,
+                        record.fingerprint,
+                        record.delta,
+                        next
+                    ],
+                )
+                .map_err(Error::store)?;
+                tx.commit().map_err(Error::store)?;
+                Ok(AuditedStock::Applied(record))
+            })
+            .await
+    }
+
+    async fn audit_records(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>> {
+        let limit = match filter.limit {
+            0 => DEFAULT_LIST_LIMIT,
+            n => n.min(MAX_LIST_LIMIT),
+        };
+        let target = filter.target.clone();
+        self.db
+            .read(move |conn| {
+                let rows = match &target {
+                    Some(t) => {
+                        let sql = format!(
+                            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE target = ?1
+                             ORDER BY at DESC, id DESC LIMIT ?2"
+                        );
+                        let mut stmt = conn.prepare_cached(&sql).map_err(Error::store)?;
+                        let rows = stmt
+                            .query_map(params![t, limit], audit_row)
+                            .map_err(Error::store)?
+                            .collect::<rusqlite::Result<Vec<_>>>();
+                        rows
+                    }
+                    None => {
+                        let sql = format!(
+                            "SELECT {AUDIT_COLUMNS} FROM audit_log
+                             ORDER BY at DESC, id DESC LIMIT ?1"
+                        );
+                        let mut stmt = conn.prepare_cached(&sql).map_err(Error::store)?;
+                        let rows = stmt
+                            .query_map(params![limit], audit_row)
+                            .map_err(Error::store)?
+                            .collect::<rusqlite::Result<Vec<_>>>();
+                        rows
+                    }
+                };
+                rows.map_err(Error::store)?.into_iter().map(audit_from).collect()
+            })
+            .await
+    }
+
+    async fn checkouts_needing_attention(&self, limit: u32) -> Result<Vec<CheckoutSession>> {
+        let limit = match limit {
+            0 => DEFAULT_LIST_LIMIT,
+            n => n.min(MAX_LIST_LIMIT),
+        };
+        self.db
+            .read(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT body FROM checkouts
+                         WHERE status IN ('requires_escalation', 'complete_in_progress')",
+                    )
+                    .map_err(Error::store)?;
+                let bodies = stmt
+                    .query_map([], |r| r.get::<_, String>(0))
+                    .map_err(Error::store)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(Error::store)?;
+                let mut sessions = bodies
+                    .iter()
+                    .map(|b| {
+                        CheckoutSession::try_from(from_json::<CheckoutRecord>(
+                            "checkout session",
+                            b,
+                        )?)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                // Oldest first by last change: the longest wait on top.
+                sessions.sort_by(|a, b| {
+                    (a.updated_at, a.id.as_str()).cmp(&(b.updated_at, b.id.as_str()))
+                });
+                sessions.truncate(limit as usize);
+                Ok(sessions)
             })
             .await
     }
