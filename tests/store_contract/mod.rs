@@ -118,6 +118,7 @@ macro_rules! store_contract_tests {
             outbox_claims_are_exclusive_until_the_lease_runs_out,
             outbox_results_settle_only_under_the_lease,
             concurrent_outbox_claims_never_share_a_message,
+            commit_checkout_without_stock_or_mandates_commits_once,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -1502,4 +1503,34 @@ pub async fn concurrent_outbox_claims_never_share_a_message(store: Arc<dyn Store
     let distinct: std::collections::HashSet<_> = claimed.iter().collect();
     assert_eq!(distinct.len(), claimed.len(), "a message was leased twice: {claimed:?}");
     assert_eq!(claimed.len(), ids.len(), "eight workers taking three each cover all twelve");
+}
+
+/// The shape of a completion paid on a backend's own checkout (Shopify):
+/// the backend keeps the stock, so no line is counted here, and no mandate
+/// or outbox message goes with it. It still commits all-or-nothing, and a
+/// second report of the same order (same derived order id) writes nothing.
+pub async fn commit_checkout_without_stock_or_mandates_commits_once(store: Arc<dyn Store>) {
+    let session = full_session(&[("SHOP-KEPT", 2)]);
+    store.insert_checkout(&session).await.unwrap();
+    let mut commit = commit_for(&session, T0);
+    commit.stock.clear();
+    commit.mandates.clear();
+    commit.outbox.clear();
+    store.commit_checkout(&commit).await.unwrap();
+
+    let got = store.get_checkout(&session.id).await.unwrap().unwrap();
+    assert_eq!(got.value.status(), CheckoutStatus::Completed);
+    assert_eq!(got.value.order_id.as_ref(), Some(&commit.order.id));
+    assert_eq!(store.get_order(&commit.order.id).await.unwrap().unwrap().value, commit.order);
+    assert_eq!(store.order_events(&commit.order.id).await.unwrap(), commit.events);
+    assert!(store.order_mandates(&commit.order.id).await.unwrap().is_empty());
+    assert_eq!(store.get_stock(&sku("SHOP-KEPT")).await.unwrap(), None, "stock untouched");
+    assert!(outbox_of(&*store, &commit.order.id).await.is_empty());
+
+    // The same report again, racing: the session moved on, so nothing is
+    // written, whatever the store checks first.
+    let before = snapshot(&*store, &commit).await;
+    let code = err_code(store.commit_checkout(&commit).await);
+    assert!(matches!(code, ErrorCode::VersionConflict | ErrorCode::AlreadyExists), "{code:?}");
+    assert_eq!(snapshot(&*store, &commit).await, before);
 }
