@@ -146,6 +146,7 @@ impl Backend {
         let user = User::new();
         let server = start_with(|s| {
             user.trust(s);
+            s.allow_private_profile_hosts = true;
             let path = s.data_dir.join("catalog.json");
             std::fs::write(&path, embedded_catalog().to_string()).unwrap();
             s.catalog_file = Some(path);
@@ -165,6 +166,7 @@ impl Backend {
         let base = url::Url::parse(&format!("{}/", mock.uri())).unwrap();
         let server = start_with(|s| {
             user.trust(s);
+            s.allow_private_profile_hosts = true;
             s.backend = BackendKind::Shopify;
             s.shopify = Some(shopify_settings(base));
         })
@@ -459,6 +461,23 @@ async fn scenario(b: &Backend) -> Value {
         })
     };
 
+    // The same order through UCP REST, as a platform reads it.
+    let mut ucp = ucp_order(&b.server.base, &order_id).await;
+    assert_eq!(ucp["id"], order_id.as_str());
+    assert_eq!(ucp["checkout_id"], checkout_id.as_str());
+    // Ids and instants differ by nature; everything else must agree.
+    let doc = ucp.as_object_mut().unwrap();
+    for k in ["id", "checkout_id", "permalink_url"] {
+        doc.remove(k);
+    }
+    for line in ucp["line_items"].as_array_mut().unwrap() {
+        line["item"].as_object_mut().unwrap().remove("id");
+    }
+    for event in ucp["fulfillment"]["events"].as_array_mut().unwrap() {
+        event.as_object_mut().unwrap().remove("id");
+        event.as_object_mut().unwrap().remove("occurred_at");
+    }
+    summary["ucp_order"] = ucp;
     summary["order_before_shipping"] = order(&before_shipping);
     summary["order"] = order(&tracked);
     summary
@@ -473,6 +492,7 @@ async fn the_same_agent_scenario_on_every_backend() {
     assert_eq!(embedded["order"]["fulfillments"][0]["tracking_number"], "1Z2345");
     assert_eq!(embedded["order_before_shipping"]["status"], "paid");
     assert_eq!(embedded["cart"]["lines"][0]["quantity"], 2);
+    assert_eq!(embedded["ucp_order"]["fulfillment"]["events"][0]["tracking_number"], "1Z2345");
     assert_eq!(embedded, shopify);
 }
 
@@ -610,4 +630,30 @@ async fn shopify_reports_in_any_order_settle_once() {
         .unwrap();
     let kinds: Vec<_> = ledger.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds.len(), 2, "{kinds:?}");
+}
+
+/// `GET /ucp/v1/orders/{id}` as a UCP platform with a served profile.
+async fn ucp_order(base: &str, order_id: &str) -> Value {
+    let platform = MockServer::start().await;
+    let names: Vec<&str> = agentgate::ucp::profile::CAPABILITIES
+        .iter()
+        .filter(|c| c.name != agentgate::ucp::profile::AP2_MANDATE)
+        .map(|c| c.name)
+        .collect();
+    let registry: serde_json::Map<String, Value> =
+        names.iter().map(|n| ((*n).to_owned(), json!([{"version": "2026-04-08"}]))).collect();
+    let profile =
+        json!({"ucp": {"version": "2026-04-08", "capabilities": registry}, "signing_keys": []});
+    Mock::given(wiremock::matchers::path("/platform.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(profile))
+        .mount(&platform)
+        .await;
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/ucp/v1/orders/{order_id}"))
+        .header("ucp-agent", format!("profile=\"{}/platform.json\"", platform.uri()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
 }
