@@ -440,6 +440,146 @@ fn shipment_lines(order: &Order, shipment: &ExternalFulfillment) -> Option<Vec<F
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::checkout::Totals;
+    use crate::domain::{CheckoutId, Currency, Money, Sku, VariantId};
+    use crate::ports::ExternalFulfillment;
+    use time::OffsetDateTime;
+
+    fn usd(m: i64) -> Money {
+        Money::new(m, Currency::usd())
+    }
+
+    fn variant(n: u32) -> VariantId {
+        VariantId::parse(&format!("gid://shopify/ProductVariant/{n}")).unwrap()
+    }
+
+    /// A paid order of two lines: 2 × variant 1 and 1 × variant 2.
+    fn paid_order() -> Order {
+        let lines = [(1, 2), (2, 1)]
+            .iter()
+            .map(|(v, q)| OrderLine {
+                variant_id: variant(*v),
+                sku: Sku::parse(&format!("S{v}")).unwrap(),
+                title: format!("Item {v}"),
+                quantity: *q,
+                unit_price: usd(100),
+                line_total: usd(100 * i64::from(*q)),
+            })
+            .collect();
+        let totals = Totals {
+            subtotal: usd(300),
+            discount: usd(0),
+            fulfillment: usd(0),
+            tax: usd(0),
+            total: usd(300),
+        };
+        let payment =
+            PaymentRecord { processor: "shopify".into(), reference: "7".into(), amount: usd(300) };
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let mut o = Order::new(
+            external_order_id("shopify", "7"),
+            CheckoutId::from_uuid(uuid::Uuid::from_u128(1)),
+            OrderStatus::Created,
+            None,
+            None,
+            lines,
+            totals,
+            usd(0),
+            payment,
+            now,
+        );
+        o.transition(OrderStatus::Paid, "t", "paid", "t", now).unwrap();
+        o
+    }
+
+    fn shipment(id: &str, lines: &[(u32, u32)], number: Option<&str>) -> ExternalFulfillment {
+        ExternalFulfillment {
+            id: id.into(),
+            active: true,
+            carrier: Some("UPS".into()),
+            tracking_number: number.map(str::to_owned),
+            tracking_url: None,
+            lines: lines.iter().map(|(v, q)| (variant(*v), *q)).collect(),
+        }
+    }
+
+    fn report(financial: ExternalFinancialStatus, cancelled: bool) -> ExternalOrder {
+        ExternalOrder {
+            reference: "7".into(),
+            name: "#1007".into(),
+            checkout_id: None,
+            financial,
+            cancelled,
+            total: usd(300),
+            fulfillments: Vec::new(),
+        }
+    }
+
+    fn apply(o: &mut Order, s: &[ExternalFulfillment], r: Option<&ExternalOrder>) -> usize {
+        let by = OrderActor::new("shopify", "t");
+        apply_report(o, s, r, &by, OffsetDateTime::UNIX_EPOCH).unwrap().len()
+    }
+
+    #[test]
+    fn shipments_are_added_once_line_by_line_and_clamped() {
+        let mut o = paid_order();
+        // One unit of variant 1, then the rest; an unknown variant and more
+        // units than ordered are clamped away.
+        assert_eq!(apply(&mut o, &[shipment("a", &[(1, 1), (99, 4)], None)], None), 2);
+        assert_eq!(o.status(), OrderStatus::PartiallyFulfilled);
+        let both = [shipment("a", &[(1, 1)], None), shipment("b", &[(1, 5), (2, 1)], Some("1Z"))];
+        assert_eq!(apply(&mut o, &both, None), 2, "shipment b and the move to fulfilled");
+        assert_eq!(o.status(), OrderStatus::Fulfilled);
+        assert_eq!(o.fulfillments.len(), 2);
+        assert!(o.fully_shipped());
+        // The same report again: nothing.
+        assert_eq!(apply(&mut o, &both, None), 0);
+        // A late shipment of a fulfilled order moves nothing.
+        assert_eq!(apply(&mut o, &[shipment("c", &[], None)], None), 0);
+        assert_eq!(o.fulfillments.len(), 2);
+    }
+
+    #[test]
+    fn tracking_only_grows_and_inactive_shipments_are_skipped() {
+        let mut o = paid_order();
+        let mut cancelled = shipment("x", &[], Some("X"));
+        cancelled.active = false;
+        assert_eq!(apply(&mut o, &[cancelled], None), 0);
+        assert!(o.fulfillments.is_empty());
+        assert_eq!(apply(&mut o, &[shipment("a", &[], None)], None), 2);
+        assert_eq!(apply(&mut o, &[shipment("a", &[], Some("1Z"))], None), 1);
+        assert_eq!(o.fulfillments[0].tracking_number.as_deref(), Some("1Z"));
+        // An older report without the number erases nothing.
+        assert_eq!(apply(&mut o, &[shipment("a", &[], None)], None), 0);
+        assert_eq!(o.fulfillments[0].tracking_number.as_deref(), Some("1Z"));
+    }
+
+    #[test]
+    fn cancellations_and_refunds_settle_once_and_never_go_back() {
+        use ExternalFinancialStatus::*;
+        let cases = [
+            // (shipped first, report, expected status)
+            (false, report(Paid, true), OrderStatus::Canceled),
+            (false, report(Voided, false), OrderStatus::Canceled),
+            (false, report(Refunded, false), OrderStatus::Refunded),
+            (true, report(Paid, true), OrderStatus::Refunded),
+            (true, report(Refunded, true), OrderStatus::Refunded),
+            (false, report(PartiallyRefunded, false), OrderStatus::Paid),
+            (true, report(Paid, false), OrderStatus::Fulfilled),
+        ];
+        for (shipped, r, want) in cases {
+            let mut o = paid_order();
+            if shipped {
+                apply(&mut o, &[shipment("a", &[], None)], None);
+            }
+            apply(&mut o, &[], Some(&r));
+            assert_eq!(o.status(), want, "{r:?} shipped={shipped}");
+            assert_eq!(apply(&mut o, &[], Some(&r)), 0, "again: {r:?}");
+            // An older, paid snapshot after the change moves nothing back.
+            assert_eq!(apply(&mut o, &[], Some(&report(Paid, false))), 0);
+            assert_eq!(o.status(), want);
+        }
+    }
 
     #[test]
     fn order_ids_are_derived_per_source_and_reference() {
