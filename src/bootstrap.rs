@@ -10,7 +10,7 @@ use crate::adapters::keyfile::{self, KeyMaterial, KeySource};
 use crate::adapters::notify::{HttpEmailNotifier, LogNotifier};
 use crate::adapters::payments::{SandboxPayments, StripeOptions, StripePayments};
 use crate::adapters::profile_fetcher::HttpProfileFetcher;
-use crate::adapters::shopify::{ShopifyOptions, ShopifyStorefront};
+use crate::adapters::shopify::{ShopifyAdmin, ShopifyOptions, ShopifyStorefront};
 use crate::adapters::sqlite::{self, Db, SqliteCatalog, SqliteStore};
 use crate::adapters::webhooks::HttpWebhookSender;
 use crate::ap2::{KeyRing, PublicKeySet};
@@ -162,9 +162,21 @@ pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyh
     );
     // With Shopify, the buyer pays on Shopify's checkout: completions that
     // pass the guardrail escalate to the cart's checkout URL.
+    // The Admin API, when its token is set, is where those orders are read
+    // back from (lookups and shipment webhooks).
     let gateway = match &shopify {
         Some(s) => match Arc::try_unwrap(gateway) {
-            Ok(g) => Arc::new(g.with_external_checkout(s.clone())),
+            Ok(g) => {
+                let g = g.with_external_checkout(s.clone());
+                let admin = ShopifyOptions::from_settings(g.settings())
+                    .map(|o| ShopifyAdmin::new(&o))
+                    .transpose()?
+                    .flatten();
+                Arc::new(match admin {
+                    Some(admin) => g.with_external_orders(Arc::new(admin)),
+                    None => g,
+                })
+            }
             Err(_) => anyhow::bail!("the gateway was shared before it was built"),
         },
         None => gateway,

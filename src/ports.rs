@@ -453,6 +453,65 @@ pub trait ExternalCheckout: Send + Sync + 'static {
     async fn continue_url(&self, session: &CheckoutSession) -> Result<String>;
 }
 
+/// How far a backend's order has got with its money, as the backend says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExternalFinancialStatus {
+    /// Nothing captured yet (pending, authorized, partially paid).
+    Unpaid,
+    Paid,
+    PartiallyRefunded,
+    Refunded,
+    /// The authorization was voided before any capture.
+    Voided,
+}
+
+/// A shipment of a backend's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalFulfillment {
+    /// The backend's id, unique within its order.
+    pub id: String,
+    /// `false` when the backend cancelled the shipment (or it failed).
+    pub active: bool,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    pub tracking_url: Option<String>,
+    /// `(variant, units)`; empty when the backend did not say, which ships
+    /// whatever is left.
+    pub lines: Vec<(VariantId, u32)>,
+}
+
+/// A backend's order as the gateway reconciles it: a snapshot of its real
+/// state, read from the backend's API or carried by its webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalOrder {
+    /// The backend's order id (Shopify's numeric id, as text).
+    pub reference: String,
+    /// The shop's name for it (`#1001`), for people.
+    pub name: String,
+    /// The gateway checkout the order was paid for, from the attribute the
+    /// gateway put on the backend's cart; `None` for orders placed
+    /// elsewhere.
+    pub checkout_id: Option<CheckoutId>,
+    pub financial: ExternalFinancialStatus,
+    pub cancelled: bool,
+    /// What the buyer paid on the backend's checkout.
+    pub total: Money,
+    pub fulfillments: Vec<ExternalFulfillment>,
+}
+
+/// Where a backend that takes the payment itself (Shopify) keeps its
+/// orders. The gateway links each to the checkout it escalated and keeps a
+/// local order in step with it (webhooks, and a fresh read on every
+/// lookup). Implementation: `adapters::shopify::ShopifyAdmin`.
+#[async_trait]
+pub trait ExternalOrders: Send + Sync + 'static {
+    /// The name recorded as the order's payment processor (`shopify`).
+    fn source(&self) -> &'static str;
+    /// The order `reference` as the backend has it now; `None` when the
+    /// backend has no such order.
+    async fn order(&self, reference: &str) -> Result<Option<ExternalOrder>>;
+}
+
 /// Outcome of a charge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChargeOutcome {

@@ -365,6 +365,48 @@ impl Order {
         Ok(events)
     }
 
+    /// Brings the tracking of shipment `id` up to date (a carrier that
+    /// reported late, a corrected number). Only what is given replaces what
+    /// is recorded, so an older report cannot erase tracking. Returns the
+    /// shipment event when something changed, nothing otherwise.
+    pub fn update_tracking(
+        &mut self,
+        id: &str,
+        tracking: (Option<String>, Option<String>, Option<String>),
+        actor: &str,
+        trace_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<OrderEvent>> {
+        let (carrier, number, url) = tracking;
+        let Some(f) = self.fulfillments.iter_mut().find(|f| f.id == id) else {
+            return Err(Error::not_found(format!("the order has no shipment {id:?}")));
+        };
+        let before = f.clone();
+        for (slot, new) in [
+            (&mut f.carrier, carrier),
+            (&mut f.tracking_number, number),
+            (&mut f.tracking_url, url),
+        ] {
+            if new.is_some() {
+                *slot = new;
+            }
+        }
+        if *f == before {
+            return Ok(Vec::new());
+        }
+        f.updated_at = now;
+        let fulfillment = f.clone();
+        self.updated_at = now;
+        Ok(vec![OrderEvent {
+            order_id: self.id.clone(),
+            at: now,
+            kind: OrderEventKind::Fulfillment { fulfillment },
+            actor: actor.to_owned(),
+            reason: "tracking updated".to_owned(),
+            trace_id: trace_id.to_owned(),
+        }])
+    }
+
     /// The buyer has everything: every shipment is marked delivered and the
     /// order moves to `delivered`.
     pub fn mark_delivered(
@@ -699,5 +741,26 @@ mod tests {
                 "{amount:?}"
             );
         }
+    }
+
+    #[test]
+    fn tracking_updates_only_add_what_is_new() {
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let mut o = order(&[1]);
+        o.add_fulfillment(shipment("f", &[]), "ops", "t", now).unwrap();
+        let later = now + time::Duration::hours(1);
+        let some = |s: &str| Some(s.to_owned());
+        let events =
+            o.update_tracking("f", (some("UPS"), some("1Z"), None), "ops", "t", later).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(o.fulfillments[0].tracking_number.as_deref(), Some("1Z"));
+        // An older report without tracking erases nothing and says nothing.
+        let none = o.update_tracking("f", (None, None, None), "ops", "t", later).unwrap();
+        assert!(none.is_empty());
+        let same = o.update_tracking("f", (some("UPS"), some("1Z"), None), "ops", "t", later);
+        assert!(same.unwrap().is_empty());
+        assert_eq!(o.fulfillments[0].carrier.as_deref(), Some("UPS"));
+        let missing = o.update_tracking("nope", (None, None, None), "ops", "t", later);
+        assert_eq!(missing.unwrap_err().code(), ErrorCode::NotFound);
     }
 }

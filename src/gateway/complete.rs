@@ -832,7 +832,7 @@ fn build_commit(
 }
 
 /// How the order reaches the buyer, from the session's fulfillment choice.
-fn delivery_of(gw: &Gateway, session: &CheckoutSession) -> Delivery {
+pub(super) fn delivery_of(gw: &Gateway, session: &CheckoutSession) -> Delivery {
     use crate::ucp::pricing::MethodKind;
     if !session.requires_fulfillment() {
         return Delivery { method: DeliveryMethod::Digital, destination: None, description: None };

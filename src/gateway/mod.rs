@@ -10,6 +10,7 @@ pub mod auth;
 pub mod carts;
 pub mod checkout;
 mod complete;
+mod external;
 pub mod idempotency;
 pub mod lookup;
 mod mandates;
@@ -24,6 +25,7 @@ pub use complete::{
     CompleteRequest, Completion, MandateChain, Mandates, MandatesV02, ReceiptClaims,
     RenderResponse, RECEIPT_TYP,
 };
+pub use external::{external_order_id, ExternalEffect};
 pub use mandates::{CartMandate, SignedCheckout, CART_MANDATE_TTL};
 pub use orders::{OrderActor, OrderView, ShipmentInput};
 pub use outbox::{
@@ -146,6 +148,9 @@ pub struct Gateway {
     trusted_agent_keys: PublicKeySet,
     /// The backend's own checkout, when it takes the payment (Shopify).
     external_checkout: Option<Arc<dyn crate::ports::ExternalCheckout>>,
+    /// Where that backend keeps the orders its checkout takes (Shopify's
+    /// Admin API), read to keep local orders in step.
+    external_orders: Option<Arc<dyn crate::ports::ExternalOrders>>,
     /// Per-caller budgets by tool class, shared by every transport.
     rate_limiter: rate_limit::RateLimiter,
     /// API keys and the token issuer.
@@ -176,6 +181,7 @@ impl Gateway {
             clock,
             trusted_agent_keys: PublicKeySet::new(),
             external_checkout: None,
+            external_orders: None,
         }
     }
 

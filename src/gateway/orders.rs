@@ -31,7 +31,8 @@
 use super::{Caller, Gateway, CAS_ATTEMPTS};
 use crate::domain::order::{Fulfillment, FulfillmentLine, FulfillmentStatus, LedgerKind};
 use crate::domain::{
-    Error, ErrorCode, LedgerEntry, Money, Order, OrderEvent, OrderId, OrderStatus, Result,
+    CheckoutId, CheckoutStatus, Error, ErrorCode, LedgerEntry, Money, Order, OrderEvent, OrderId,
+    OrderStatus, Result,
 };
 use crate::policy::fees;
 use crate::ports::{OrderFilter, RefundRequest, Versioned};
@@ -152,13 +153,36 @@ fn fee_entry_of(order: &Order) -> LedgerEntry {
 
 impl Gateway {
     /// The order `id` with its events, if `caller` may see it.
+    /// An order paid on a backend's own checkout (Shopify) is first
+    /// brought up to the backend's current state, so a lookup shows it even
+    /// when a webhook was lost; if the backend cannot be read, the last
+    /// known state answers.
     pub async fn get_order(&self, caller: &Caller, id: &OrderId) -> Result<OrderView> {
         let order = match self.store.get_order(id).await? {
             Some(v) if caller.may_access(&v.value.owner) => v.value,
             _ => return Err(Error::not_found(format!("order {id} does not exist"))),
         };
+        if let Some(view) = self.refreshed_external(&order).await {
+            return Ok(view);
+        }
         let events = self.store.order_events(id).await?;
         Ok(OrderView { order, events })
+    }
+
+    /// The order checkout `id` became, if `caller` may see it. For a
+    /// checkout paid on a backend's own checkout the agent never got an
+    /// order id: the order appears when the backend reports the payment,
+    /// and until then this answers `not_found` saying so.
+    pub async fn order_of_checkout(&self, caller: &Caller, id: &CheckoutId) -> Result<OrderView> {
+        let session = self.get_checkout(caller, id).await?;
+        match (&session.order_id, session.status()) {
+            (Some(order), CheckoutStatus::Completed) => self.get_order(caller, order).await,
+            (_, status) => Err(Error::not_found(format!(
+                "checkout {id} has no order yet (it is {}); if the buyer is paying at its \
+                 continue_url, look again later",
+                status.as_str()
+            ))),
+        }
     }
 
     /// Orders matching `filter`, newest first. For operator tools: it

@@ -212,9 +212,11 @@ const SHOPIFY_TOPICS: [&str; 4] =
 /// deduplicated on `X-Shopify-Webhook-Id`. Answers follow the Stripe
 /// endpoint: 400 `webhook_signature_invalid` for a missing or wrong HMAC
 /// (or no secret configured), 200 `{"received": true, "effect": …}` for a
-/// delivery acted on, a duplicate or an ignored topic, and the error's
-/// status (with the id forgotten, so the redelivery counts) when acting
-/// fails.
+/// delivery acted on (`order_created`, `order_updated`, `unchanged`,
+/// `ignored`, `conflict`; see `gateway::ExternalEffect`), a `duplicate` or
+/// a topic not acted on, and the error's status (with the id forgotten, so
+/// the redelivery counts) when acting fails. The order topics carry the
+/// whole order; the fulfillment topics one shipment with its `order_id`.
 async fn shopify(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     use crate::adapters::shopify::{admin, webhooks as shopify_hooks};
     let gateway = &state.gateway;
@@ -249,18 +251,25 @@ async fn shopify(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
         Ok(v @ Value::Object(_)) => v,
         _ => return ApiError(Error::invalid("the body is not a Shopify resource")).into_response(),
     };
-    let parsed = if topic.starts_with("orders/") {
-        admin::parse_order(&payload).map(|o| {
-            json!({"order": o.id, "financial_status": o.financial_status, "cancelled": o.cancelled})
-        })
+    // Parsed before the id is marked, so a body that is not a Shopify
+    // resource leaves the id free.
+    enum Report {
+        Order(crate::ports::ExternalOrder),
+        Shipment(String, crate::ports::ExternalFulfillment),
+    }
+    let report = if topic.starts_with("orders/") {
+        admin::parse_order(&payload).map(|o| Report::Order(o.to_external()))
     } else {
-        admin::parse_fulfillment(&payload).map(|f| {
-            json!({"order": payload.get("order_id").and_then(Value::as_i64), "fulfillment": f.id,
-                   "status": f.status, "tracking_numbers": f.tracking_numbers})
+        admin::parse_fulfillment(&payload).and_then(|f| {
+            let order = payload
+                .get("order_id")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| Error::invalid("a fulfillment has no order_id"))?;
+            Ok(Report::Shipment(order.to_string(), f.to_external()))
         })
     };
-    let parsed = match parsed {
-        Ok(p) => p,
+    let report = match report {
+        Ok(r) => r,
         Err(e) => return ApiError(Error::invalid(e.message())).into_response(),
     };
     match gateway.store().mark_webhook_seen(SHOPIFY, &webhook_id).await {
@@ -269,8 +278,27 @@ async fn shopify(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
         Err(e) => return ApiError(e).into_response(),
     }
     let rid = request_id::current_request_id();
-    tracing::info!(webhook = %webhook_id, topic = %topic, detail = %parsed, trace = %rid, "Shopify webhook");
-    Json(json!({"received": true, "effect": "recorded"})).into_response()
+    let by = crate::gateway::OrderActor::new(admin::SOURCE, rid.clone());
+    let effect = match &report {
+        Report::Order(o) => gateway.receive_external_order(&by, admin::SOURCE, o).await,
+        Report::Shipment(order, f) => {
+            gateway.receive_external_fulfillment(&by, admin::SOURCE, order, f).await
+        }
+    };
+    match effect {
+        Ok(effect) => {
+            tracing::info!(webhook = %webhook_id, topic = %topic, effect = effect.as_str(), trace = %rid, "Shopify webhook");
+            Json(json!({"received": true, "effect": effect.as_str()})).into_response()
+        }
+        Err(e) => {
+            // Forget the id, so Shopify's redelivery is acted on.
+            if let Err(forget) = gateway.store().forget_webhook(SHOPIFY, &webhook_id).await {
+                tracing::error!(webhook = %webhook_id, error = %forget, "could not forget a failed Shopify webhook");
+            }
+            tracing::error!(webhook = %webhook_id, topic = %topic, error = %e, "a Shopify webhook could not be acted on; Shopify will deliver it again");
+            ApiError(e).into_response()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use super::schema::flat_input;
 use super::views::{CartView, InventoryPage, OrderView, ProductView};
 use super::GatewayServer;
 use crate::domain::cart::MAX_LINE_QUANTITY;
-use crate::domain::{Cart, CartId, OrderId, VariantId};
+use crate::domain::{Cart, CartId, CheckoutId, OrderId, VariantId};
 use crate::gateway::{Caller, CartChange};
 use crate::ports::SearchQuery;
 
@@ -150,7 +150,11 @@ fn quantity(raw: Option<i64>, min: i64) -> Result<u32, ToolError> {
 #[schemars(transform = flat_input)]
 pub struct TrackOrderArgs {
     /// The order id execute_checkout returned (starts with ord_).
-    pub order_id: String,
+    pub order_id: Option<String>,
+    /// Instead of order_id: the checkout the buyer paid on the store's own
+    /// checkout (after execute_checkout answered payment_requires_action),
+    /// whose order id you never received.
+    pub checkout_id: Option<String>,
 }
 
 // ---- the tools -------------------------------------------------------------------
@@ -213,9 +217,10 @@ and taken only at execute_checkout. Next step: negotiate_terms with the cart_id.
     #[tool(
         name = "track_order",
         title = "Track an order",
-        description = "Look up one of your orders by order_id (from execute_checkout): its \
-status, lines, totals, the payment, shipments with carrier and tracking number, and every event \
-so far. Only orders placed by the same caller are visible; any other id reads as not_found. \
+        description = "Look up one of your orders by order_id (from execute_checkout), or by \
+checkout_id once the buyer has paid on the store's own checkout (execute_checkout answered \
+payment_requires_action with a link): its status, lines, totals, the payment, shipments with \
+carrier and tracking number, and every event so far. Only orders placed by the same caller are visible; any other id reads as not_found. \
 Read-only; report what it returns and do not speculate beyond it.",
         annotations(
             read_only_hint = true,
@@ -229,8 +234,19 @@ Read-only; report what it returns and do not speculate beyond it.",
         Extension(caller): Extension<Caller>,
         Parameters(args): Parameters<TrackOrderArgs>,
     ) -> Result<Json<OrderView>, ToolError> {
-        let id = OrderId::parse(args.order_id.trim())?;
-        let view = self.gateway().get_order(&caller, &id).await?;
+        let given = |v: &Option<String>| {
+            v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
+        };
+        let view = match (given(&args.order_id), given(&args.checkout_id)) {
+            (Some(order), None) => {
+                self.gateway().get_order(&caller, &OrderId::parse(&order)?).await?
+            }
+            (None, Some(checkout)) => {
+                let id = CheckoutId::parse(&checkout)?;
+                self.gateway().order_of_checkout(&caller, &id).await?
+            }
+            _ => return Err(ToolError::invalid("give exactly one of order_id and checkout_id")),
+        };
         Ok(Json(OrderView::from(&view)))
     }
 }

@@ -124,6 +124,7 @@ macro_rules! store_contract_tests {
             audited_adjustments_and_decrements_lose_no_update,
             audit_records_filter_by_target_newest_first,
             checkouts_needing_attention_are_escalated_or_stuck,
+            commit_checkout_without_stock_or_mandates_commits_once,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -1690,4 +1691,32 @@ pub async fn checkouts_needing_attention_are_escalated_or_stuck(store: Arc<dyn S
     let ids: Vec<_> =
         store.checkouts_needing_attention(10).await.unwrap().into_iter().map(|s| s.id).collect();
     assert_eq!(ids, vec![stuck.id.clone()]);
+/// The shape of a completion paid on a backend's own checkout (Shopify):
+/// the backend keeps the stock, so no line is counted here, and no mandate
+/// or outbox message goes with it. It still commits all-or-nothing, and a
+/// second report of the same order (same derived order id) writes nothing.
+pub async fn commit_checkout_without_stock_or_mandates_commits_once(store: Arc<dyn Store>) {
+    let session = full_session(&[("SHOP-KEPT", 2)]);
+    store.insert_checkout(&session).await.unwrap();
+    let mut commit = commit_for(&session, T0);
+    commit.stock.clear();
+    commit.mandates.clear();
+    commit.outbox.clear();
+    store.commit_checkout(&commit).await.unwrap();
+
+    let got = store.get_checkout(&session.id).await.unwrap().unwrap();
+    assert_eq!(got.value.status(), CheckoutStatus::Completed);
+    assert_eq!(got.value.order_id.as_ref(), Some(&commit.order.id));
+    assert_eq!(store.get_order(&commit.order.id).await.unwrap().unwrap().value, commit.order);
+    assert_eq!(store.order_events(&commit.order.id).await.unwrap(), commit.events);
+    assert!(store.order_mandates(&commit.order.id).await.unwrap().is_empty());
+    assert_eq!(store.get_stock(&sku("SHOP-KEPT")).await.unwrap(), None, "stock untouched");
+    assert!(outbox_of(&*store, &commit.order.id).await.is_empty());
+
+    // The same report again, racing: the session moved on, so nothing is
+    // written, whatever the store checks first.
+    let before = snapshot(&*store, &commit).await;
+    let code = err_code(store.commit_checkout(&commit).await);
+    assert!(matches!(code, ErrorCode::VersionConflict | ErrorCode::AlreadyExists), "{code:?}");
+    assert_eq!(snapshot(&*store, &commit).await, before);
 }

@@ -7,8 +7,10 @@ use serde_json::Value;
 use url::Url;
 
 use super::client::{upstream, ShopifyClient};
+use super::storefront::CHECKOUT_ATTRIBUTE;
 use super::{parse_amount, ShopifyOptions};
-use crate::domain::{Currency, Error, Money, Result};
+use crate::domain::{CheckoutId, Currency, Error, Money, Result, VariantId};
+use crate::ports::{ExternalFinancialStatus, ExternalFulfillment, ExternalOrder, ExternalOrders};
 
 /// One fulfillment (a shipment) of a Shopify order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +23,8 @@ pub struct ShopifyFulfillment {
     pub tracking_urls: Vec<String>,
     /// RFC 3339, as Shopify sent it.
     pub created_at: Option<String>,
+    /// `(numeric variant id, units)` of the shipped line items.
+    pub lines: Vec<(i64, u32)>,
 }
 
 /// A Shopify order as the gateway reads it.
@@ -36,6 +40,9 @@ pub struct ShopifyOrder {
     pub cancelled: bool,
     pub total: Money,
     pub fulfillments: Vec<ShopifyFulfillment>,
+    /// The gateway checkout, from the cart attribute Shopify copied onto
+    /// the order's `note_attributes` ([`CHECKOUT_ATTRIBUTE`]).
+    pub checkout_id: Option<String>,
 }
 
 /// The Admin API client.
@@ -108,6 +115,13 @@ pub fn parse_order(order: &Value) -> Result<ShopifyOrder> {
         cancelled: order.get("cancelled_at").is_some_and(|c| !c.is_null()),
         total,
         fulfillments,
+        checkout_id: order
+            .get("note_attributes")
+            .and_then(Value::as_array)
+            .and_then(|a| {
+                a.iter().find(|n| n.get("name").and_then(Value::as_str) == Some(CHECKOUT_ATTRIBUTE))
+            })
+            .and_then(|n| opt_str(n, "value")),
     })
 }
 
@@ -131,5 +145,121 @@ pub fn parse_fulfillment(f: &Value) -> Result<ShopifyFulfillment> {
         tracking_numbers: numbers,
         tracking_urls: urls,
         created_at: opt_str(f, "created_at"),
+        lines: f
+            .get("line_items")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|l| {
+                        let variant = l.get("variant_id").and_then(Value::as_i64)?;
+                        let units = l.get("quantity").and_then(Value::as_u64)?;
+                        Some((variant, u32::try_from(units).ok()?))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
+}
+
+impl ShopifyFulfillment {
+    /// The shipment as the gateway reconciles it.
+    pub fn to_external(&self) -> ExternalFulfillment {
+        let first = |v: &[String]| v.first().filter(|s| !s.trim().is_empty()).cloned();
+        ExternalFulfillment {
+            id: self.id.to_string(),
+            // `pending` and `open` shipments are on their way to `success`;
+            // `cancelled`, `error` and `failure` never ship.
+            active: matches!(self.status.as_str(), "pending" | "open" | "success" | ""),
+            carrier: self.tracking_company.clone().filter(|c| !c.trim().is_empty()),
+            tracking_number: first(&self.tracking_numbers),
+            tracking_url: first(&self.tracking_urls),
+            lines: self
+                .lines
+                .iter()
+                .filter_map(|(variant, units)| {
+                    let gid = format!("gid://shopify/ProductVariant/{variant}");
+                    VariantId::parse(&gid).ok().map(|v| (v, *units))
+                })
+                .collect(),
+        }
+    }
+}
+
+impl ShopifyOrder {
+    /// The order as the gateway reconciles it. A checkout attribute that is
+    /// not a gateway checkout id reads as no link.
+    pub fn to_external(&self) -> ExternalOrder {
+        let financial = match self.financial_status.as_deref() {
+            Some("paid") => ExternalFinancialStatus::Paid,
+            Some("partially_refunded") => ExternalFinancialStatus::PartiallyRefunded,
+            Some("refunded") => ExternalFinancialStatus::Refunded,
+            Some("voided") => ExternalFinancialStatus::Voided,
+            _ => ExternalFinancialStatus::Unpaid,
+        };
+        ExternalOrder {
+            reference: self.id.to_string(),
+            name: self.name.clone(),
+            checkout_id: self.checkout_id.as_deref().and_then(|c| CheckoutId::parse(c).ok()),
+            financial,
+            cancelled: self.cancelled,
+            total: self.total,
+            fulfillments: self.fulfillments.iter().map(ShopifyFulfillment::to_external).collect(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ExternalOrders for ShopifyAdmin {
+    fn source(&self) -> &'static str {
+        SOURCE
+    }
+
+    async fn order(&self, reference: &str) -> Result<Option<ExternalOrder>> {
+        Ok(ShopifyAdmin::order(self, reference).await?.map(|o| o.to_external()))
+    }
+}
+
+/// The processor name of orders paid on Shopify's checkout.
+pub const SOURCE: &str = "shopify";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn orders_carry_their_checkout_and_shipments() {
+        let order = json!({
+            "id": 7, "name": "#1007", "currency": "USD", "total_price": "10.00",
+            "financial_status": "paid", "cancelled_at": null,
+            "note_attributes": [{"name": "gift", "value": "no"},
+                                {"name": CHECKOUT_ATTRIBUTE, "value": "chk_abc"}],
+            "fulfillments": [
+                {"id": 1, "status": "success", "tracking_company": "UPS",
+                 "tracking_numbers": ["1Z"], "tracking_urls": ["https://ups.example/1Z"],
+                 "line_items": [{"id": 9, "variant_id": 42, "quantity": 2}]},
+                {"id": 2, "status": "cancelled", "tracking_number": "X"}
+            ]
+        });
+        let ext = parse_order(&order).unwrap().to_external();
+        assert_eq!(ext.checkout_id.unwrap().as_str(), "chk_abc");
+        assert_eq!(ext.financial, ExternalFinancialStatus::Paid);
+        assert_eq!(ext.total.minor(), 1000);
+        let f = &ext.fulfillments[0];
+        assert!(f.active);
+        assert_eq!(f.tracking_number.as_deref(), Some("1Z"));
+        assert_eq!(
+            f.lines,
+            vec![(VariantId::parse("gid://shopify/ProductVariant/42").unwrap(), 2)]
+        );
+        assert!(!ext.fulfillments[1].active);
+        assert_eq!(ext.fulfillments[1].tracking_number.as_deref(), Some("X"));
+
+        let mut unlinked = order.clone();
+        unlinked["note_attributes"] = json!([{"name": CHECKOUT_ATTRIBUTE, "value": "not an id"}]);
+        unlinked["financial_status"] = json!("authorized");
+        let ext = parse_order(&unlinked).unwrap().to_external();
+        assert_eq!(ext.checkout_id, None);
+        assert_eq!(ext.financial, ExternalFinancialStatus::Unpaid);
+    }
 }
