@@ -437,6 +437,11 @@ async fn scenario(b: &Backend) -> Value {
         }
     }
 
+    // Exactly one of the two ids.
+    for args in [json!({}), json!({"order_id": order_id, "checkout_id": checkout_id})] {
+        assert_eq!(client.err("track_order", args).await["code"], "invalid_input");
+    }
+
     // Track.
     let tracked = client.ok("track_order", json!({"order_id": order_id})).await;
     assert_eq!(tracked["checkout_id"], checkout_id.as_str());

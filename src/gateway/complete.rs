@@ -755,20 +755,7 @@ fn build_commit(
         total,
         now,
     )?;
-    let lines = session
-        .line_items
-        .iter()
-        .map(|l| {
-            Ok(OrderLine {
-                variant_id: l.variant_id.clone(),
-                sku: l.sku.clone(),
-                title: l.title.clone(),
-                quantity: l.quantity,
-                unit_price: l.unit_price,
-                line_total: l.line_total()?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let lines = order_lines(session)?;
     let mut order = Order::new(
         attempt.order_id.clone(),
         session.id.clone(),
@@ -829,6 +816,24 @@ fn build_commit(
         outbox,
     };
     Ok((commit, completion))
+}
+
+/// The order's lines: the session's, as they were priced at completion.
+pub(super) fn order_lines(session: &CheckoutSession) -> Result<Vec<OrderLine>> {
+    session
+        .line_items
+        .iter()
+        .map(|l| {
+            Ok(OrderLine {
+                variant_id: l.variant_id.clone(),
+                sku: l.sku.clone(),
+                title: l.title.clone(),
+                quantity: l.quantity,
+                unit_price: l.unit_price,
+                line_total: l.line_total()?,
+            })
+        })
+        .collect()
 }
 
 /// How the order reaches the buyer, from the session's fulfillment choice.

@@ -34,9 +34,7 @@ use sha2::{Digest, Sha256};
 
 use super::orders::{OrderActor, OrderView};
 use super::{Gateway, CAS_ATTEMPTS};
-use crate::domain::order::{
-    Fulfillment, FulfillmentLine, FulfillmentStatus, OrderLine, PaymentRecord,
-};
+use crate::domain::order::{Fulfillment, FulfillmentLine, FulfillmentStatus, PaymentRecord};
 use crate::domain::{
     CheckoutSession, CheckoutStatus, Error, ErrorCode, Order, OrderId, OrderStatus, Result,
 };
@@ -271,20 +269,7 @@ impl Gateway {
         }
         let ledger =
             self.settings.fees.fee_entry(format!("fee_{id}"), id.clone(), report.total, now)?;
-        let lines = session
-            .line_items
-            .iter()
-            .map(|l| {
-                Ok(OrderLine {
-                    variant_id: l.variant_id.clone(),
-                    sku: l.sku.clone(),
-                    title: l.title.clone(),
-                    quantity: l.quantity,
-                    unit_price: l.unit_price,
-                    line_total: l.line_total()?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let lines = super::complete::order_lines(&session)?;
         let mut order = Order::new(
             id.clone(),
             session.id.clone(),
@@ -441,6 +426,7 @@ fn shipment_lines(order: &Order, shipment: &ExternalFulfillment) -> Option<Vec<F
 mod tests {
     use super::*;
     use crate::domain::checkout::Totals;
+    use crate::domain::order::OrderLine;
     use crate::domain::{CheckoutId, Currency, Money, Sku, VariantId};
     use crate::ports::ExternalFulfillment;
     use time::OffsetDateTime;
