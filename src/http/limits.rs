@@ -55,10 +55,19 @@ pub fn rate_key(req: &Request) -> String {
     }
 }
 
+/// Whether the budget of a request is spent here. The operator MCP endpoint
+/// is guarded as an `/admin` route but, like the other MCP endpoints, spends
+/// its budget per tool call in the MCP tool wrapper, not twice.
+fn spent_by_tool_wrapper(path: &str) -> bool {
+    path == "/admin/mcp" || path.starts_with("/admin/mcp/")
+}
+
 /// The middleware: see the module docs.
 pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let key = rate_key(&req);
-    if let Some(op) = operation_of(req.method(), req.uri().path()) {
+    let op = operation_of(req.method(), req.uri().path())
+        .filter(|_| !spent_by_tool_wrapper(req.uri().path()));
+    if let Some(op) = op {
         if let Err(e) = state.gateway.rate_limit(op.class(), &key) {
             tracing::info!(class = op.class().as_str(), "rate limited");
             return ApiError(e).into_response();
@@ -94,5 +103,9 @@ mod tests {
         for (method, path, want) in cases {
             assert_eq!(operation_of(&method, path), want, "{method} {path}");
         }
+        // Guarded as an operator route, budgeted per tool call.
+        assert_eq!(operation_of(&Method::POST, "/admin/mcp"), Some(Operation::Operator));
+        assert!(spent_by_tool_wrapper("/admin/mcp"));
+        assert!(!spent_by_tool_wrapper("/admin/ledger"));
     }
 }
