@@ -1691,6 +1691,8 @@ pub async fn checkouts_needing_attention_are_escalated_or_stuck(store: Arc<dyn S
     let ids: Vec<_> =
         store.checkouts_needing_attention(10).await.unwrap().into_iter().map(|s| s.id).collect();
     assert_eq!(ids, vec![stuck.id.clone()]);
+}
+
 /// The shape of a completion paid on a backend's own checkout (Shopify):
 /// the backend keeps the stock, so no line is counted here, and no mandate
 /// or outbox message goes with it. It still commits all-or-nothing, and a
