@@ -47,14 +47,14 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
-use super::error::{self, ApiError, ApiJson};
+use super::error::{self, ApiError, ApiJson, ApiPath};
 use super::request_id;
 use super::AppState;
 use crate::domain::checkout::{Message, MessageType};
@@ -400,7 +400,7 @@ async fn create_checkout(
 async fn get_checkout(
     State(state): State<AppState>,
     authed: Option<axum::Extension<Caller>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Response {
     let ucp = tri!(negotiate(&state.gateway, &headers, authed.as_ref().map(|e| &e.0)).await);
@@ -421,7 +421,7 @@ async fn get_checkout(
 async fn update_checkout(
     State(state): State<AppState>,
     authed: Option<axum::Extension<Caller>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Response {
@@ -463,7 +463,7 @@ async fn update_checkout(
 async fn cancel_checkout(
     State(state): State<AppState>,
     authed: Option<axum::Extension<Caller>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -502,7 +502,7 @@ async fn cancel_checkout(
 async fn complete_checkout(
     State(state): State<AppState>,
     authed: Option<axum::Extension<Caller>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Response {
@@ -665,7 +665,7 @@ async fn create_cart(
 async fn get_cart(
     State(state): State<AppState>,
     authed: Option<axum::Extension<Caller>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Response {
     let ucp = tri!(negotiate(&state.gateway, &headers, authed.as_ref().map(|e| &e.0)).await);
@@ -686,7 +686,7 @@ async fn get_cart(
 async fn update_cart(
     State(state): State<AppState>,
     authed: Option<axum::Extension<Caller>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Response {
@@ -722,7 +722,7 @@ async fn update_cart(
 async fn cancel_cart(
     State(state): State<AppState>,
     authed: Option<axum::Extension<Caller>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -850,7 +850,7 @@ async fn get_product(
 async fn get_order(
     State(state): State<AppState>,
     authed: Option<axum::Extension<Caller>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Response {
     let ucp = tri!(negotiate(&state.gateway, &headers, authed.as_ref().map(|e| &e.0)).await);
