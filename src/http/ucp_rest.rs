@@ -306,10 +306,13 @@ where
         Err(e) => return ApiError(e).into_response(),
     };
     let rid = request_id::current_request_id();
-    let task = tokio::spawn(request_id::scoped(rid, async move {
+    // Boxed: the use case's future is tens of kilobytes, and tokio copies
+    // a spawned future into its task cell and again on every stage change.
+    // A box is built once and moved as a pointer.
+    let task = tokio::spawn(Box::pin(request_id::scoped(rid, async move {
         let gw = Arc::clone(&gateway);
         gateway.idempotent(TRANSPORT, &caller, &key, &fp, move |held| run(gw, held)).await
-    }));
+    })));
     match task.await {
         Ok(Ok(done)) => {
             let mut resp = json_response(done.response.status, done.response.body);
