@@ -74,8 +74,8 @@ const BM25: &str = "bm25(products_fts, 10.0, 1.0, 4.0, 2.0, 0.0)";
 /// and `102_catalog_generation`, a counter every change to a product row
 /// bumps (by trigger, so an import from another process counts too), which
 /// tells the [`RankCache`] when its rankings are stale.
-/// A database that has applied the first gets the second on its next open;
-/// a new one applies both in turn, so there is one path to the schema.
+/// A database gets the steps it has not applied on its next open, and a
+/// new one applies them all in turn, so there is one path to the schema.
 ///
 /// `products_fts` is an *external-content* FTS5 table over `products`, kept
 /// in step by triggers. The text is stored once (in `products`), the index
