@@ -974,3 +974,39 @@ async fn negotiation_failures_map_to_the_spec_statuses() {
     assert_eq!(a.json["messages"][0]["code"], "capabilities_incompatible");
     assert_eq!(a.json["ucp"]["status"], "error");
 }
+
+/// A path id that percent-decodes to invalid UTF-8 is refused with the
+/// standard error body, on every route that takes an id, before any
+/// handler logic (or idempotency record) runs.
+#[tokio::test]
+async fn ids_that_are_not_utf8_get_the_standard_body() {
+    let shop = shop().await;
+    let key = Opts::default().key("bad-path");
+    let cases: Vec<(Method, &str, Option<Value>)> = vec![
+        (Method::GET, "/ucp/v1/checkout-sessions/%FF", None),
+        (Method::PUT, "/ucp/v1/checkout-sessions/%FF", Some(checkout_body(&[]))),
+        (Method::POST, "/ucp/v1/checkout-sessions/chk_%C3%28/complete", Some(json!({}))),
+        (Method::POST, "/ucp/v1/checkout-sessions/%FF%FE/cancel", Some(json!({}))),
+        (Method::GET, "/ucp/v1/carts/%FF", None),
+        (Method::PUT, "/ucp/v1/carts/%80", Some(json!({"line_items": []}))),
+        (Method::POST, "/ucp/v1/carts/%FF/cancel", Some(json!({}))),
+    ];
+    for (m, uri, body) in cases {
+        let a = call(&shop.router, m.clone(), uri, &key, body.as_ref()).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{m} {uri}: {a:?}");
+        assert_eq!(
+            a.headers.get("content-type").and_then(|v| v.to_str().ok()),
+            Some("application/json"),
+            "{m} {uri}"
+        );
+        assert_eq!(a.json["error"]["code"], "invalid_input", "{m} {uri}: {a:?}");
+        assert_eq!(a.json["error"]["retryable"], false, "{m} {uri}");
+        let rid = a.headers.get("request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        assert!(!rid.is_empty());
+        assert_eq!(a.json["error"]["trace_id"], rid, "{m} {uri}");
+    }
+    // Nothing was held under the key: a valid request with it still runs.
+    let body = checkout_body(&[("v-organic-cotton-tee-black", 1)]);
+    let a = call(&shop.router, Method::POST, "/ucp/v1/checkout-sessions", &key, Some(&body)).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{a:?}");
+}

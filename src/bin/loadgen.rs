@@ -13,6 +13,18 @@
 //! time to first answer and idle RSS with the 10k store, and the ratio of
 //! `execute_checkout` throughput to the crypto floor measured in the same
 //! run. Prints a table, then one JSON line. Stops the server at the end.
+//!
+//! Each phase also reports the CPU time the server and this client used
+//! (from `/proc/<pid>/stat`), to show how much of the two cores the client
+//! itself takes.
+//!
+//! `LOADGEN_CALLGRIND=<dir>` runs the server under `valgrind
+//! --tool=callgrind` instead (build it with `--profile profiling` and point
+//! `AGENTGATE_BIN` at it), zeroes the counters before each phase, dumps them
+//! after it into `<dir>`, and reports instructions per request: a cost that
+//! does not depend on what else the machine is doing. Use it with a small
+//! fixed `LOADGEN_MAX` and few clients. `LOADGEN_PHASES` (comma-separated:
+//! `well_known,scout,create,execute`) picks the phases to run.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -61,14 +73,28 @@ struct Server {
 }
 
 impl Server {
-    fn start(bin: &Path, data: &Path) -> Server {
+    fn start(bin: &Path, data: &Path, callgrind: Option<&Path>) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(bin)
+        let mut command = match callgrind {
+            None => Command::new(bin),
+            Some(dir) => {
+                let mut c = Command::new("valgrind");
+                c.arg("--tool=callgrind")
+                    .arg(format!("--callgrind-out-file={}/callgrind.out", dir.display()))
+                    .arg(bin);
+                c
+            }
+        };
+        let child = command
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(data)
             .env_remove("AGENTGATE_CONFIG")
             .env("AGENTGATE_ALLOW_PRIVATE_PROFILE_HOSTS", "true")
+            // Every client comes from 127.0.0.1, so the per-caller budgets
+            // would refuse most of the load: this measures throughput, not
+            // the limiter.
+            .env("AGENTGATE_RATE_LIMITS__ENABLED", "false")
             .env("AGENTGATE_TRUSTED_AGENT_JWKS_FILE", data.join("user.jwks.json"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -85,7 +111,7 @@ impl Server {
     /// Polls `/health` every millisecond; the time from `since` to the
     /// first 200.
     async fn first_answer(&self, http: &reqwest::Client, since: Instant) -> Duration {
-        let deadline = since + Duration::from_secs(30);
+        let deadline = since + Duration::from_secs(120);
         while Instant::now() < deadline {
             if let Ok(r) = http.get(format!("{}/health", self.base)).send().await {
                 if r.status() == 200 {
@@ -94,7 +120,7 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        panic!("the gateway did not answer within 30 s");
+        panic!("the gateway did not answer within 120 s");
     }
 
     fn stop(mut self) {
@@ -217,6 +243,15 @@ enum Kind {
 }
 
 impl Kind {
+    fn key(self) -> &'static str {
+        match self {
+            Kind::WellKnown => "well_known",
+            Kind::Scout => "scout",
+            Kind::RestCreate => "create",
+            Kind::Execute => "execute",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Kind::WellKnown => "GET /.well-known/ucp",
@@ -287,6 +322,47 @@ struct PhaseResult {
     p99_ms: f64,
     errors: u64,
     peak_rss_kb: u64,
+    /// CPU seconds (user + system) the server and this process used.
+    server_cpu_s: f64,
+    client_cpu_s: f64,
+    /// Instructions per request, under `LOADGEN_CALLGRIND`.
+    instructions_per_request: Option<f64>,
+}
+
+/// User + system CPU seconds of process `pid` so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) may hold spaces; count from after it.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15; `rest` starts at field 3.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Runs `callgrind_control` with `args` against `pid`.
+fn callgrind_control(args: &[&str], pid: u32) {
+    let status = Command::new("callgrind_control")
+        .args(args)
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .status()
+        .expect("callgrind_control");
+    assert!(status.success(), "callgrind_control {args:?} failed");
+}
+
+/// The `totals:` (instructions) of the newest callgrind dump in `dir`.
+fn newest_dump_total(dir: &Path) -> Option<f64> {
+    let newest = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("callgrind.out"))
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())?;
+    let text = std::fs::read_to_string(newest.path()).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("totals:").or_else(|| l.strip_prefix("summary:")))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
 }
 
 async fn phase(
@@ -296,7 +372,12 @@ async fn phase(
     secs: u64,
     max: u64,
     pid: u32,
+    callgrind: Option<&Path>,
 ) -> PhaseResult {
+    if callgrind.is_some() {
+        callgrind_control(&["--zero"], pid);
+    }
+    let (server_cpu0, client_cpu0) = (cpu_seconds(pid), cpu_seconds(std::process::id()));
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
@@ -333,6 +414,14 @@ async fn phase(
     }
     stop.store(true, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
+    let server_cpu_s = cpu_seconds(pid) - server_cpu0;
+    let client_cpu_s = cpu_seconds(std::process::id()) - client_cpu0;
+    let instructions_per_request = callgrind.and_then(|dir| {
+        callgrind_control(&[&format!("--dump={}", kind.key())], pid);
+        // The dump is written by the server process; give it a moment.
+        std::thread::sleep(Duration::from_millis(500));
+        newest_dump_total(dir).map(|total| total / all.len().max(1) as f64)
+    });
     all.sort();
     PhaseResult {
         name: kind.name(),
@@ -344,6 +433,9 @@ async fn phase(
         p99_ms: percentile(&all, 0.99),
         errors: errors.load(Ordering::Relaxed),
         peak_rss_kb: proc_kb(pid, "VmHWM:"),
+        server_cpu_s,
+        client_cpu_s,
+        instructions_per_request,
     }
 }
 
@@ -385,6 +477,18 @@ fn main() {
     let clients = env_or("LOADGEN_CLIENTS", 64);
     let checkouts = env_or("LOADGEN_CHECKOUTS", 2000);
     let products = env_or("LOADGEN_PRODUCTS", 10_000) as usize;
+    let callgrind = std::env::var_os("LOADGEN_CALLGRIND").map(PathBuf::from);
+    if let Some(dir) = &callgrind {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let phases: Vec<Kind> = [Kind::WellKnown, Kind::Scout, Kind::RestCreate, Kind::Execute]
+        .into_iter()
+        .filter(|k| {
+            std::env::var("LOADGEN_PHASES")
+                .map(|p| p.split(',').any(|n| n.trim() == k.key()))
+                .unwrap_or(true)
+        })
+        .collect();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let bin = server_binary();
@@ -397,7 +501,7 @@ fn main() {
         seed(&data, &user, products).await;
         let http = reqwest::Client::new();
         let t0 = Instant::now();
-        let server = Server::start(&bin, &data);
+        let server = Server::start(&bin, &data, callgrind.as_deref());
         let first_answer = server.first_answer(&http, t0).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let idle_rss = proc_kb(server.pid(), "VmRSS:");
@@ -412,7 +516,14 @@ fn main() {
         }
         let mut results = Vec::new();
         for kind in [Kind::WellKnown, Kind::Scout, Kind::RestCreate] {
-            results.push(phase(kind, ctx.clone(), clients, secs, max, pid).await);
+            if phases.contains(&kind) {
+                let cg = callgrind.as_deref();
+                results.push(phase(kind, ctx.clone(), clients, secs, max, pid, cg).await);
+            }
+        }
+        if !phases.contains(&Kind::Execute) {
+            server.stop();
+            return (first_answer, idle_rss, results);
         }
         // Checkouts and mandates made outside the timed window.
         let prep_started = Instant::now();
@@ -439,7 +550,8 @@ fn main() {
             "prepared {prepared_n} checkouts in {:.1} s",
             prep_started.elapsed().as_secs_f64()
         );
-        results.push(phase(Kind::Execute, ctx.clone(), clients, secs * 4, max, pid).await);
+        let cg = callgrind.as_deref();
+        results.push(phase(Kind::Execute, ctx.clone(), clients, secs * 4, max, pid, cg).await);
         server.stop();
         (first_answer, idle_rss, results)
     });
@@ -447,16 +559,28 @@ fn main() {
     let (sign_us, verify_us) = crypto_costs();
     let per_checkout_us = VERIFIES_PER_CHECKOUT * verify_us + SIGNS_PER_CHECKOUT * sign_us;
     let floor = cores * 1e6 / per_checkout_us;
-    let exec = results.iter().find(|r| r.name == Kind::Execute.name()).unwrap();
-    let ratio = exec.per_sec / floor;
+    let exec = results.iter().find(|r| r.name == Kind::Execute.name());
+    let ratio = exec.map_or(0.0, |e| e.per_sec / floor);
 
     println!(
-        "{:<30} {:>7} {:>9} {:>10} {:>9} {:>9} {:>7} {:>10}",
-        "phase", "clients", "requests", "req/s", "p50 ms", "p99 ms", "errors", "peak RSS"
+        "{:<30} {:>7} {:>9} {:>10} {:>9} {:>9} {:>7} {:>10} {:>8} {:>8} {:>12}",
+        "phase",
+        "clients",
+        "requests",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "peak RSS",
+        "srv cpu",
+        "cli cpu",
+        "instr/req"
     );
     for r in &results {
+        // CPU shares of the whole machine (all cores) over the phase.
+        let share = |cpu: f64| 100.0 * cpu / (r.secs * cores);
         println!(
-            "{:<30} {:>7} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>7} {:>7} MB",
+            "{:<30} {:>7} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>7} {:>7} MB {:>7.0}% {:>7.0}% {:>12}",
             r.name,
             r.clients,
             r.requests,
@@ -464,7 +588,10 @@ fn main() {
             r.p50_ms,
             r.p99_ms,
             r.errors,
-            r.peak_rss_kb / 1024
+            r.peak_rss_kb / 1024,
+            share(r.server_cpu_s),
+            share(r.client_cpu_s),
+            r.instructions_per_request.map_or("-".to_owned(), |i| format!("{i:.0}"))
         );
     }
     println!(
@@ -486,7 +613,9 @@ fn main() {
         "phases": results.iter().map(|r| json!({
             "name": r.name, "clients": r.clients, "requests": r.requests, "secs": r.secs,
             "per_sec": r.per_sec, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "errors": r.errors,
-            "peak_rss_kb": r.peak_rss_kb})).collect::<Vec<_>>(),
+            "peak_rss_kb": r.peak_rss_kb, "server_cpu_s": r.server_cpu_s,
+            "client_cpu_s": r.client_cpu_s,
+            "instructions_per_request": r.instructions_per_request})).collect::<Vec<_>>(),
     });
     println!("{json}");
     let _ = std::fs::remove_dir_all(&data);

@@ -3,8 +3,9 @@
 //! the HTTP edge produces, including unknown routes, wrong methods, bad JSON
 //! and panics, goes through here.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -88,6 +89,39 @@ fn json_rejection(rejection: JsonRejection) -> Error {
             }
         }
         other => Error::new(ErrorCode::InvalidInput, other.body_text()),
+    }
+}
+
+/// A path-parameter extractor whose rejection is an [`ApiError`]: a
+/// segment that percent-decodes to invalid UTF-8 (`/checkout-sessions/%FF`)
+/// or does not parse as `T` is `invalid_input` with the error body, not
+/// axum's plain-text 400.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Self(v)),
+            Err(rejection) => Err(ApiError(path_rejection(rejection))),
+        }
+    }
+}
+
+fn path_rejection(rejection: PathRejection) -> Error {
+    match rejection {
+        PathRejection::FailedToDeserializePathParams(e) => {
+            Error::invalid(format!("the request path is not valid: {}", e.body_text()))
+        }
+        // A route whose handler asks for parameters it does not have: a bug
+        // here, not in the request.
+        other => Error::internal(other.body_text()),
     }
 }
 

@@ -6,13 +6,13 @@
 //! happened and that the agent finishes the checkout. Nothing from the
 //! request is echoed into the page.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use super::error::ApiError;
+use super::error::{ApiError, ApiPath};
 use super::AppState;
 use crate::domain::Error;
 
@@ -46,7 +46,10 @@ fn valid_reference(r: &str) -> bool {
 /// payment. A GET, so an agent can hand the buyer a plain link; approving
 /// twice is harmless. The checkout completes only when the agent calls
 /// `complete` again.
-async fn authenticate(State(state): State<AppState>, Path(reference): Path<String>) -> Response {
+async fn authenticate(
+    State(state): State<AppState>,
+    ApiPath(reference): ApiPath<String>,
+) -> Response {
     if !valid_reference(&reference) {
         return ApiError(Error::not_found("no payment waits for approval here")).into_response();
     }

@@ -47,14 +47,14 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
-use super::error::{self, ApiError, ApiJson};
+use super::error::{self, ApiError, ApiJson, ApiPath};
 use super::request_id;
 use super::AppState;
 use crate::domain::checkout::{Message, MessageType};
@@ -306,10 +306,13 @@ where
         Err(e) => return ApiError(e).into_response(),
     };
     let rid = request_id::current_request_id();
-    let task = tokio::spawn(request_id::scoped(rid, async move {
+    // Boxed: the use case's future is tens of kilobytes, and tokio copies
+    // a spawned future into its task cell and again on every stage change.
+    // A box is built once and moved as a pointer.
+    let task = tokio::spawn(Box::pin(request_id::scoped(rid, async move {
         let gw = Arc::clone(&gateway);
         gateway.idempotent(TRANSPORT, &caller, &key, &fp, move |held| run(gw, held)).await
-    }));
+    })));
     match task.await {
         Ok(Ok(done)) => {
             let mut resp = json_response(done.response.status, done.response.body);
@@ -400,7 +403,7 @@ async fn create_checkout(
 async fn get_checkout(
     State(state): State<AppState>,
     authed: Option<axum::Extension<Caller>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Response {
     let ucp = tri!(negotiate(&state.gateway, &headers, authed.as_ref().map(|e| &e.0)).await);
@@ -421,7 +424,7 @@ async fn get_checkout(
 async fn update_checkout(
     State(state): State<AppState>,
     authed: Option<axum::Extension<Caller>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Response {
@@ -463,7 +466,7 @@ async fn update_checkout(
 async fn cancel_checkout(
     State(state): State<AppState>,
     authed: Option<axum::Extension<Caller>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -502,7 +505,7 @@ async fn cancel_checkout(
 async fn complete_checkout(
     State(state): State<AppState>,
     authed: Option<axum::Extension<Caller>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Response {
@@ -665,7 +668,7 @@ async fn create_cart(
 async fn get_cart(
     State(state): State<AppState>,
     authed: Option<axum::Extension<Caller>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Response {
     let ucp = tri!(negotiate(&state.gateway, &headers, authed.as_ref().map(|e| &e.0)).await);
@@ -686,7 +689,7 @@ async fn get_cart(
 async fn update_cart(
     State(state): State<AppState>,
     authed: Option<axum::Extension<Caller>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Response {
@@ -722,7 +725,7 @@ async fn update_cart(
 async fn cancel_cart(
     State(state): State<AppState>,
     authed: Option<axum::Extension<Caller>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -850,7 +853,7 @@ async fn get_product(
 async fn get_order(
     State(state): State<AppState>,
     authed: Option<axum::Extension<Caller>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Response {
     let ucp = tri!(negotiate(&state.gateway, &headers, authed.as_ref().map(|e| &e.0)).await);

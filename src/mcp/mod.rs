@@ -142,10 +142,12 @@ where
     }
     context.extensions.insert(caller);
     let started = Instant::now();
-    let task = tokio::spawn(async move {
+    // Boxed, so tokio moves a pointer rather than the tool's large future
+    // (see `run_idempotent` in the UCP REST binding).
+    let task = tokio::spawn(Box::pin(async move {
         let call = ToolCallContext::new(&server, request, context);
         router.call(call).await
-    });
+    }));
     let response = match task.await {
         Ok(response) => response?,
         Err(join) => {

@@ -69,10 +69,13 @@ const STATEMENT_CACHE: usize = 128;
 /// `filter_keys` weighs nothing: it narrows, it must not rank.
 const BM25: &str = "bm25(products_fts, 10.0, 1.0, 4.0, 2.0, 0.0)";
 
-/// The catalog schema, in two steps: `100_catalog` as first shipped and
-/// `101_catalog_filter_keys`, which reshapes it for faster filtered search.
-/// A database that has applied the first gets the second on its next open;
-/// a new one applies both in turn, so there is one path to the schema.
+/// The catalog schema, in steps: `100_catalog` as first shipped,
+/// `101_catalog_filter_keys`, which reshapes it for faster filtered search,
+/// and `102_catalog_generation`, a counter every change to a product row
+/// bumps (by trigger, so an import from another process counts too), which
+/// tells the [`RankCache`] when its rankings are stale.
+/// A database gets the steps it has not applied on its next open, and a
+/// new one applies them all in turn, so there is one path to the schema.
 ///
 /// `products_fts` is an *external-content* FTS5 table over `products`, kept
 /// in step by triggers. The text is stored once (in `products`), the index
@@ -210,6 +213,23 @@ pub const MIGRATIONS: &[Migration] = &[
         END;
         INSERT INTO products_fts (products_fts) VALUES ('rebuild');",
     ),
+    (
+        "102_catalog_generation",
+        "CREATE TABLE catalog_generation (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            n INTEGER NOT NULL
+        ) STRICT;
+        INSERT INTO catalog_generation (id, n) VALUES (1, 0);
+        CREATE TRIGGER products_generation_insert AFTER INSERT ON products BEGIN
+            UPDATE catalog_generation SET n = n + 1;
+        END;
+        CREATE TRIGGER products_generation_update AFTER UPDATE ON products BEGIN
+            UPDATE catalog_generation SET n = n + 1;
+        END;
+        CREATE TRIGGER products_generation_delete AFTER DELETE ON products BEGIN
+            UPDATE catalog_generation SET n = n + 1;
+        END;",
+    ),
 ];
 
 /// What an import did.
@@ -230,12 +250,13 @@ pub struct ImportReport {
 #[derive(Clone)]
 pub struct SqliteCatalog {
     db: Arc<Db>,
+    ranks: Arc<RankCache>,
 }
 
 impl SqliteCatalog {
     /// Wraps a database opened with [`MIGRATIONS`] (and the stock migration).
     pub fn new(db: Arc<Db>) -> Self {
-        Self { db }
+        Self { db, ranks: Arc::new(RankCache::default()) }
     }
 
     /// Adds or updates `products` in one transaction.
@@ -922,6 +943,158 @@ fn driver(conn: &Connection, plan: &Plan) -> Result<Option<Driver>> {
     })
 }
 
+/// Ranked candidates kept per full-text expression: the first
+/// [`RANK_CACHE_ROWS`] are enough for the first pages of almost every
+/// search; a walk past them runs the query again. The unit tests keep
+/// fewer, so that their searches cross that boundary too.
+#[cfg(not(test))]
+const RANK_CACHE_ROWS: usize = 1024;
+#[cfg(test)]
+const RANK_CACHE_ROWS: usize = 40;
+/// Expressions kept; past this the cache starts over.
+const RANK_CACHE_EXPRESSIONS: usize = 512;
+
+/// The first ranked matches of one expression, in `(score, rowid)` order.
+struct RankedList {
+    rows: Vec<(i64, f64)>,
+    /// Whether `rows` holds every match, not only the first ones.
+    complete: bool,
+}
+
+/// BM25 ranking is most of the cost of a text search (it scores every
+/// match to find the best few), and its answer depends only on the text of
+/// the products. So the ranked list of each full-text expression is kept,
+/// under the catalog generation it was computed at; a search reads the
+/// generation in its own snapshot and only uses a list of that generation.
+/// Filters (stock, price, tags, category) are still checked against the
+/// rows on every search, so stock is never served stale.
+#[derive(Default)]
+pub struct RankCache {
+    inner: std::sync::Mutex<RankCacheInner>,
+}
+
+#[derive(Default)]
+struct RankCacheInner {
+    generation: i64,
+    lists: HashMap<String, Arc<RankedList>>,
+}
+
+impl RankCache {
+    fn get(&self, generation: i64, expr: &str) -> Option<Arc<RankedList>> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        (inner.generation == generation).then(|| inner.lists.get(expr).cloned()).flatten()
+    }
+
+    fn put(&self, generation: i64, expr: String, list: Arc<RankedList>) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if inner.generation != generation || inner.lists.len() >= RANK_CACHE_EXPRESSIONS {
+            // A newer catalog, or a full cache: start over. An older
+            // generation's list (a reader on an old snapshot) replaces the
+            // newer ones only until the next search of the newer one.
+            inner.lists.clear();
+            inner.generation = generation;
+        }
+        inner.lists.insert(expr, list);
+    }
+}
+
+/// The catalog generation in the current snapshot (see [`RankCache`]).
+fn generation(conn: &Connection) -> Result<i64> {
+    conn.prepare_cached("SELECT n FROM catalog_generation WHERE id = 1")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(Error::store)
+}
+
+/// The first [`RANK_CACHE_ROWS`] matches of `expr` in rank order, from the
+/// cache or from the index.
+fn ranked_list(conn: &Connection, ranks: &RankCache, expr: &str) -> Result<Arc<RankedList>> {
+    let generation = generation(conn)?;
+    if let Some(list) = ranks.get(generation, expr) {
+        return Ok(list);
+    }
+    let sql = format!(
+        "SELECT rowid, {BM25} AS score FROM products_fts WHERE products_fts MATCH ?1
+         ORDER BY score, rowid LIMIT ?2"
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(Error::store)?;
+    let rows = stmt
+        .query_map(params![expr, (RANK_CACHE_ROWS + 1) as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(Error::store)?
+        .collect::<rusqlite::Result<Vec<(i64, f64)>>>()
+        .map_err(Error::store)?;
+    let complete = rows.len() <= RANK_CACHE_ROWS;
+    let mut rows = rows;
+    rows.truncate(RANK_CACHE_ROWS);
+    let list = Arc::new(RankedList { rows, complete });
+    ranks.put(generation, expr.to_owned(), Arc::clone(&list));
+    Ok(list)
+}
+
+/// [`ranked`] from the cached list, or `None` when the page cannot be
+/// told from the cached prefix alone (the walk would run past it).
+fn ranked_cached(
+    conn: &Connection,
+    ranks: &RankCache,
+    plan: &Plan,
+    mode: Mode,
+    after: Option<(f64, i64)>,
+) -> Result<Option<Vec<(i64, Position)>>> {
+    let Some(expr) = plan.match_expr(mode) else {
+        return Ok(Some(Vec::new()));
+    };
+    let list = ranked_list(conn, ranks, &expr)?;
+    let want = plan.limit + 1;
+    // The first row strictly after the cursor in (score, rowid) order, as
+    // the SQL `(score, rowid) > (?, ?)` picks it.
+    let start = match after {
+        None => 0,
+        Some((score, pk)) => {
+            list.rows.partition_point(|&(p, s)| s < score || (s == score && p <= pk))
+        }
+    };
+    let rest = &list.rows[start..];
+    let position = |(pk, score): (i64, f64)| (pk, Position::Ranked { mode, score, pk });
+    if !plan.has_filters() {
+        if rest.len() < want && !list.complete {
+            return Ok(None);
+        }
+        return Ok(Some(rest.iter().take(want).copied().map(position).collect()));
+    }
+    // The same batches as the uncached walk, checked against the rows.
+    let mut found = Vec::with_capacity(want);
+    let mut batch_size = want * 2;
+    let mut i = 0;
+    while i < rest.len() {
+        let batch = &rest[i..(i + batch_size).min(rest.len())];
+        i += batch.len();
+        let passing = passing_filters(conn, plan, batch)?;
+        for &(pk, score) in batch {
+            if passing.contains(&pk) && found.len() < want {
+                found.push(position((pk, score)));
+            }
+        }
+        if found.len() >= want {
+            return Ok(Some(found));
+        }
+        batch_size = (batch_size * 4).min(2_048);
+    }
+    Ok(list.complete.then_some(found))
+}
+
+/// A text search through the cache when it can answer, else the index.
+fn ranked_page(
+    conn: &Connection,
+    ranks: &RankCache,
+    plan: &Plan,
+    mode: Mode,
+    after: Option<(f64, i64)>,
+) -> Result<Vec<(i64, Position)>> {
+    match ranked_cached(conn, ranks, plan, mode, after)? {
+        Some(hits) => Ok(hits),
+        None => ranked(conn, plan, mode, after),
+    }
+}
+
 /// A text search: products ranked by BM25 in the full-text index alone,
 /// and only then, for filters, checked against their rows in batches.
 ///
@@ -1090,7 +1263,12 @@ fn load_products(conn: &Connection, pks: &[i64]) -> Result<Vec<Product>> {
     Ok(pks.iter().filter_map(|pk| found.remove(pk)).collect())
 }
 
-fn search_page(conn: &Connection, plan: &Plan, after: Option<Position>) -> Result<SearchPage> {
+fn search_page(
+    conn: &Connection,
+    ranks: &RankCache,
+    plan: &Plan,
+    after: Option<Position>,
+) -> Result<SearchPage> {
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // One read transaction, so the page and its variants come from the same
     // snapshot even if an import commits in between.
@@ -1099,15 +1277,15 @@ fn search_page(conn: &Connection, plan: &Plan, after: Option<Position>) -> Resul
         (true, None) => listed(conn, plan, None)?,
         (true, Some(Position::Listed { key, id })) => listed(conn, plan, Some((key, id)))?,
         (false, None) => {
-            let hits = ranked(conn, plan, Mode::All, None)?;
+            let hits = ranked_page(conn, ranks, plan, Mode::All, None)?;
             if hits.is_empty() && plan.terms.len() > 1 {
-                ranked(conn, plan, Mode::Any, None)?
+                ranked_page(conn, ranks, plan, Mode::Any, None)?
             } else {
                 hits
             }
         }
         (false, Some(Position::Ranked { mode, score, pk })) => {
-            ranked(conn, plan, mode, Some((score, pk)))?
+            ranked_page(conn, ranks, plan, mode, Some((score, pk)))?
         }
         // The fingerprint check makes these unreachable: a cursor carries
         // the kind of search that issued it.
@@ -1165,7 +1343,8 @@ impl Catalog for SqliteCatalog {
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage> {
         let plan = Plan::from_query(query)?;
         let after = query.cursor.as_deref().map(|c| decode_cursor(c, &plan)).transpose()?;
-        self.db.read(move |conn| search_page(conn, &plan, after)).await
+        let ranks = Arc::clone(&self.ranks);
+        self.db.read(move |conn| search_page(conn, &ranks, &plan, after)).await
     }
 
     async fn product(&self, id: &ProductId) -> Result<Option<Product>> {
@@ -1961,6 +2140,66 @@ mod tests {
         assert_eq!(p.variants[0].stock, 99);
         let gone = VariantId::parse("v-cast-iron-skillet-12-inch").unwrap();
         assert!(f.catalog.variant(&gone).await.unwrap().is_none());
+    }
+
+    /// The cached ranking gives exactly the pages the index gives, page by
+    /// page, with and without filters, within and past the cached prefix.
+    #[tokio::test]
+    async fn cached_rankings_match_the_index() {
+        let f = open();
+        f.catalog.import(catalog_import::synthetic_catalog(3_000, 7)).await.unwrap();
+        let queries = vec![
+            SearchQuery { limit: 50, ..text("shirt") },
+            SearchQuery { limit: 50, ..text("linen") },
+            SearchQuery { limit: 7, ..text("cotton shirt") },
+            SearchQuery { limit: 50, in_stock_only: true, ..text("shirt") },
+            SearchQuery {
+                limit: 20,
+                price_min: Some(0),
+                price_max: Some(5_000),
+                ..text("flannel")
+            },
+            SearchQuery { limit: 10, tags: vec!["gift".into()], ..text("card") },
+        ];
+        for q in queries {
+            let plan = Plan::from_query(&q).unwrap();
+            let (mut after, mut pages, mut total) = (None, 0, 0);
+            loop {
+                let p = plan.clone();
+                let (cached, direct) =
+                    f.db.read(move |conn| {
+                        let ranks = RankCache::default();
+                        let cached = ranked_page(conn, &ranks, &p, Mode::All, after)?;
+                        Ok((cached, ranked(conn, &p, Mode::All, after)?))
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(cached, direct, "{q:?} page {pages}");
+                total += direct.len().min(plan.limit);
+                pages += 1;
+                match direct.get(plan.limit) {
+                    Some(_) => match direct[plan.limit - 1].1 {
+                        Position::Ranked { score, pk, .. } => after = Some((score, pk)),
+                        _ => unreachable!("a ranked search gives ranked positions"),
+                    },
+                    None => break,
+                }
+            }
+            assert!(total > 0, "{q:?} finds something");
+        }
+    }
+
+    /// A ranking is not reused once a product changes, even when the change
+    /// comes through another handle on the database (another process).
+    #[tokio::test]
+    async fn a_changed_catalog_is_ranked_afresh() {
+        let f = demo().await;
+        assert!(walk(&f.catalog, text("wok")).await.is_empty());
+        let mut products = demo_products();
+        let skillet = products.iter_mut().find(|p| p.id.as_str() == "p-cast-iron-skillet").unwrap();
+        skillet.title = "Carbon Steel Wok".into();
+        SqliteCatalog::new(Arc::clone(&f.db)).import(products).await.unwrap();
+        assert_eq!(walk(&f.catalog, text("wok")).await, vec!["p-cast-iron-skillet"]);
     }
 
     #[tokio::test]

@@ -40,7 +40,40 @@ pub struct Db {
     next_reader: AtomicUsize,
 }
 
+/// Prepared statements each connection keeps. The store runs a few dozen
+/// fixed statements and the catalog a few dozen search shapes; parsing
+/// and planning one again costs more than running it, so none should fall
+/// out of the cache.
+const STATEMENT_CACHE: usize = 128;
+
+/// `execute` and `query_row` through the connection's prepared-statement
+/// cache. rusqlite's own `Connection::execute` and `query_row` parse and
+/// plan the SQL on every call, which on the short statements of the store
+/// costs more than running them.
+pub trait CachedExt {
+    fn exec_cached<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    fn row_cached<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
+}
+
+impl CachedExt for Connection {
+    fn exec_cached<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn row_cached<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+}
+
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     // WAL: readers do not block the writer and vice versa. NORMAL sync is
     // durable across process crashes in WAL mode (only a power loss can

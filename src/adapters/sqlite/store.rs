@@ -42,7 +42,7 @@ use rusqlite::types::ToSql;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use time::OffsetDateTime;
 
-use super::db::{Db, Migration};
+use super::db::{CachedExt, Db, Migration};
 use crate::adapters::records::{
     check_commit, check_events, check_outbox, from_json, to_json, CartRecord, CheckoutRecord,
     LedgerRecord, OrderEventRecord, OrderRecord, SCHEMA_VERSION,
@@ -307,14 +307,14 @@ impl SqliteStore {
 
 fn purge(conn: &Connection, now: i64) -> Result<u64> {
     let idem = conn
-        .execute(
+        .exec_cached(
             "DELETE FROM idempotency WHERE rowid IN
                 (SELECT rowid FROM idempotency WHERE expires_at <= ?1 LIMIT ?2)",
             params![now, PURGE_BATCH],
         )
         .map_err(Error::store)?;
     let mandates = conn
-        .execute(
+        .exec_cached(
             "DELETE FROM mandate_ids WHERE rowid IN
                 (SELECT rowid FROM mandate_ids WHERE keep_until <= ?1 LIMIT ?2)",
             params![now, PURGE_BATCH],
@@ -375,7 +375,7 @@ fn insufficient(sku: &str) -> Error {
 /// another version (`version_conflict`), or it is not there at all.
 fn cas_miss(conn: &Connection, table: &'static str, what: &str, id: &str) -> Error {
     let sql = format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE id = ?1)");
-    match conn.query_row(&sql, [id], |r| r.get::<_, bool>(0)) {
+    match conn.row_cached(&sql, [id], |r| r.get::<_, bool>(0)) {
         Ok(true) => Error::new(
             ErrorCode::VersionConflict,
             format!("{what} {id} was changed by another request; reload and retry"),
@@ -398,7 +398,7 @@ where
 {
     let sql = format!("SELECT version, body FROM {table} WHERE id = ?1");
     let row = conn
-        .query_row(&sql, [id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+        .row_cached(&sql, [id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
         .optional()
         .map_err(Error::store)?;
     let Some((version, body)) = row else {
@@ -450,7 +450,7 @@ fn get_audit(conn: &Connection, id: &str) -> Result<Option<AuditRecord>> {
 /// the agent sees the same answer either way.
 fn decrement(conn: &Connection, sku: &str, quantity: u32) -> Result<u32> {
     let left = conn
-        .query_row(
+        .row_cached(
             "UPDATE stock SET quantity = quantity - ?1 WHERE sku = ?2 AND quantity >= ?1
              RETURNING quantity",
             params![quantity, sku],
@@ -479,7 +479,7 @@ fn insert_events(conn: &Connection, events: &[OrderEvent]) -> Result<()> {
 fn insert_ledger(conn: &Connection, entry: &LedgerEntry) -> Result<()> {
     let r = LedgerRecord::try_from(entry)?;
     let n = conn
-        .execute(
+        .exec_cached(
             "INSERT INTO ledger (id, order_id, kind, currency, gross, fee, at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
             params![r.id, r.order_id, r.kind, r.currency, r.gross, r.fee, nanos(r.at)?],
@@ -614,7 +614,7 @@ impl OrderRow {
     /// both unique: a checkout is paid for once.
     fn insert(&self, conn: &Connection) -> Result<()> {
         let n = conn
-            .execute(
+            .exec_cached(
                 "INSERT INTO orders (id, version, checkout_id, owner, status, created_at, body)
                  VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
                 params![
@@ -687,7 +687,10 @@ impl SessionRow {
              VALUES (?1, 1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING"
         );
         let n = conn
-            .execute(&sql, params![self.id, self.status, self.owner, self.expires_at, self.body])
+            .exec_cached(
+                &sql,
+                params![self.id, self.status, self.owner, self.expires_at, self.body],
+            )
             .map_err(Error::store)?;
         if n == 0 {
             return Err(already_exists(what, &self.id));
@@ -709,7 +712,7 @@ impl SessionRow {
              WHERE id = ?1 AND version = ?2 RETURNING version"
         );
         let version = conn
-            .query_row(
+            .row_cached(
                 &sql,
                 params![
                     self.id,
@@ -733,7 +736,7 @@ impl SessionRow {
 /// Reads one idempotency record unless it has expired.
 fn idempotency_row(conn: &Connection, key: &str, now: i64) -> Result<Option<IdempotencyRecord>> {
     let row = conn
-        .query_row(
+        .row_cached(
             "SELECT fingerprint, state, status, body, expires_at FROM idempotency
              WHERE key = ?1 AND expires_at > ?2",
             params![key, now],
@@ -783,7 +786,7 @@ fn complete_idempotency(
     now: i64,
 ) -> Result<bool> {
     let n = conn
-        .execute(
+        .exec_cached(
             "UPDATE idempotency SET state = 'completed', status = ?2, body = ?3
              WHERE key = ?1 AND state = 'in_progress' AND expires_at > ?4",
             params![key, response.status, response.body, now],
@@ -797,7 +800,7 @@ impl Store for SqliteStore {
     async fn health(&self) -> Result<()> {
         self.db
             .read(|conn| {
-                conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map_err(Error::store)?;
+                conn.row_cached("SELECT 1", [], |r| r.get::<_, i64>(0)).map_err(Error::store)?;
                 Ok(())
             })
             .await
@@ -969,7 +972,7 @@ impl Store for SqliteStore {
             .write(move |conn| {
                 let tx = immediate(conn)?;
                 let version = tx
-                    .query_row(
+                    .row_cached(
                         "UPDATE orders SET version = version + 1, checkout_id = ?3, owner = ?4,
                              status = ?5, created_at = ?6, body = ?7
                          WHERE id = ?1 AND version = ?2 RETURNING version",
@@ -1013,7 +1016,7 @@ impl Store for SqliteStore {
                 // Put-if-absent, where an expired record counts as absent and
                 // is taken over in place.
                 let n = tx
-                    .execute(
+                    .exec_cached(
                         "INSERT INTO idempotency (key, fingerprint, state, status, body, expires_at)
                          VALUES (?1, ?2, 'in_progress', NULL, NULL, ?3)
                          ON CONFLICT (key) DO UPDATE SET fingerprint = excluded.fingerprint,
@@ -1065,7 +1068,7 @@ impl Store for SqliteStore {
             .write(move |conn| {
                 // Only an in-progress record is released: a completed one is
                 // the answer retries must replay.
-                conn.execute(
+                conn.exec_cached(
                     "DELETE FROM idempotency WHERE key = ?1 AND state = 'in_progress'",
                     [&key],
                 )
@@ -1088,7 +1091,7 @@ impl Store for SqliteStore {
                 // A scan of completed sessions: small next to the writes a
                 // completion costs, and exact without a counter to keep.
                 let n: i64 = conn
-                    .query_row(
+                    .row_cached(
                         "SELECT count(*) FROM checkouts c,
                              json_each(c.body, '$.applied_discounts') d
                          WHERE c.status = 'completed'
@@ -1110,7 +1113,7 @@ impl Store for SqliteStore {
         self.db
             .write(move |conn| {
                 let n = conn
-                    .execute(
+                    .exec_cached(
                         "INSERT INTO mandate_ids (id, keep_until) VALUES (?1, ?2)
                          ON CONFLICT (id) DO UPDATE SET keep_until = excluded.keep_until
                          WHERE mandate_ids.keep_until <= ?3",
@@ -1129,7 +1132,7 @@ impl Store for SqliteStore {
         self.db
             .write(move |conn| {
                 let n = conn
-                    .execute(
+                    .exec_cached(
                         "INSERT INTO webhook_events (source, event_id, seen_at) VALUES (?1, ?2, ?3)
                          ON CONFLICT DO NOTHING",
                         params![source, event_id, now],
@@ -1144,7 +1147,7 @@ impl Store for SqliteStore {
         let (source, event_id) = (source.to_owned(), event_id.to_owned());
         self.db
             .write(move |conn| {
-                conn.execute(
+                conn.exec_cached(
                     "DELETE FROM webhook_events WHERE source = ?1 AND event_id = ?2",
                     params![source, event_id],
                 )
@@ -1158,7 +1161,7 @@ impl Store for SqliteStore {
         let sku = sku.as_str().to_owned();
         self.db
             .write(move |conn| {
-                conn.execute(
+                conn.exec_cached(
                     "INSERT INTO stock (sku, quantity) VALUES (?1, ?2)
                      ON CONFLICT (sku) DO UPDATE SET quantity = excluded.quantity",
                     params![sku, quantity],
@@ -1174,7 +1177,7 @@ impl Store for SqliteStore {
         self.db
             .read(move |conn| {
                 let q = conn
-                    .query_row("SELECT quantity FROM stock WHERE sku = ?1", [&sku], |r| {
+                    .row_cached("SELECT quantity FROM stock WHERE sku = ?1", [&sku], |r| {
                         r.get::<_, i64>(0)
                     })
                     .optional()
@@ -1200,7 +1203,7 @@ impl Store for SqliteStore {
             .write(move |conn| {
                 let tx = immediate(conn)?;
                 let current = tx
-                    .query_row("SELECT quantity FROM stock WHERE sku = ?1", [&sku], |r| {
+                    .row_cached("SELECT quantity FROM stock WHERE sku = ?1", [&sku], |r| {
                         r.get::<_, i64>(0)
                     })
                     .optional()
@@ -1220,7 +1223,7 @@ impl Store for SqliteStore {
                 let next = u32::try_from(next).map_err(|_| {
                     Error::invalid(format!("stock of SKU {sku} cannot exceed {}", u32::MAX))
                 })?;
-                tx.execute(
+                tx.exec_cached(
                     "INSERT INTO stock (sku, quantity) VALUES (?1, ?2)
                      ON CONFLICT (sku) DO UPDATE SET quantity = excluded.quantity",
                     params![sku, next],
@@ -1537,7 +1540,7 @@ impl Store for SqliteStore {
         self.db
             .write(move |conn| {
                 let n = conn
-                    .execute(
+                    .exec_cached(
                         "UPDATE outbox SET status = ?3, attempts = attempts + 1,
                              next_attempt_at = coalesce(?4, next_attempt_at),
                              last_error = coalesce(?5, last_error), delivered_at = ?6,
