@@ -68,6 +68,16 @@ use crate::ports::{
     Versioned,
 };
 
+/// A list limit as asked, with 0 meaning [`DEFAULT_LIST_LIMIT`] and nothing
+/// above [`MAX_LIST_LIMIT`].
+fn list_limit(asked: u32) -> usize {
+    let limit = match asked {
+        0 => DEFAULT_LIST_LIMIT,
+        n => n.min(MAX_LIST_LIMIT),
+    };
+    limit as usize
+}
+
 /// DynamoDB's limit on the items of one `TransactWriteItems`.
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
 
@@ -421,6 +431,21 @@ impl DynamoStore {
             tokio::time::sleep(self.backoff.delay(round)).await;
             round += 1;
         }
+    }
+
+    /// A query of one partition of the `by_time` index, in its time order;
+    /// the caller adds direction, range and filters.
+    fn by_time_partition(
+        &self,
+        partition: &str,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&*self.table)
+            .index_name(BY_TIME.name)
+            .key_condition_expression("#tpk = :pk")
+            .expression_attribute_names("#tpk", BY_TIME.pk)
+            .expression_attribute_values(":pk", s(partition))
     }
 
     /// Every item of one query, page by page, in index order.
@@ -1021,10 +1046,7 @@ impl Store for DynamoStore {
     /// `by_time` otherwise; a status filter is applied to each page, so
     /// pages are read until the limit is filled or the index ends.
     async fn list_orders(&self, filter: &OrderFilter) -> Result<Vec<Order>> {
-        let limit = match filter.limit {
-            0 => DEFAULT_LIST_LIMIT,
-            n => n.min(MAX_LIST_LIMIT),
-        } as usize;
+        let limit = list_limit(filter.limit);
         let (index, partition): (Index, String) = match &filter.owner {
             Some(owner) => (BY_OWNER, owner_partition(owner)),
             None => (BY_TIME, ORDERS_BY_TIME.to_owned()),
@@ -1454,19 +1476,8 @@ impl Store for DynamoStore {
     /// Newest first through the `by_time` index; a target filter is applied
     /// to each page until the limit is filled.
     async fn audit_records(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>> {
-        let limit = match filter.limit {
-            0 => DEFAULT_LIST_LIMIT,
-            n => n.min(MAX_LIST_LIMIT),
-        } as usize;
-        let mut req = self
-            .client
-            .query()
-            .table_name(&*self.table)
-            .index_name(BY_TIME.name)
-            .key_condition_expression("#tpk = :pk")
-            .expression_attribute_names("#tpk", BY_TIME.pk)
-            .expression_attribute_values(":pk", s(AUDIT_BY_TIME))
-            .scan_index_forward(false);
+        let limit = list_limit(filter.limit);
+        let mut req = self.by_time_partition(AUDIT_BY_TIME).scan_index_forward(false);
         req = match &filter.target {
             Some(t) => req
                 .filter_expression("#target = :target")
@@ -1481,18 +1492,9 @@ impl Store for DynamoStore {
     /// Through the sparse `CHECKOUT_ATTENTION` partition of `by_time`,
     /// oldest change first.
     async fn checkouts_needing_attention(&self, limit: u32) -> Result<Vec<CheckoutSession>> {
-        let limit = match limit {
-            0 => DEFAULT_LIST_LIMIT,
-            n => n.min(MAX_LIST_LIMIT),
-        } as usize;
+        let limit = list_limit(limit);
         let req = self
-            .client
-            .query()
-            .table_name(&*self.table)
-            .index_name(BY_TIME.name)
-            .key_condition_expression("#tpk = :pk")
-            .expression_attribute_names("#tpk", BY_TIME.pk)
-            .expression_attribute_values(":pk", s(CHECKOUTS_NEEDING_ATTENTION))
+            .by_time_partition(CHECKOUTS_NEEDING_ATTENTION)
             .scan_index_forward(true)
             .limit(i32::try_from(limit).unwrap_or(i32::MAX));
         let items = self.query_all(req, Some(limit)).await?;
@@ -1751,18 +1753,8 @@ impl Store for DynamoStore {
     /// page. Eventually consistent, like every index read: an operator
     /// view.
     async fn outbox_entries(&self, filter: &OutboxFilter) -> Result<Vec<OutboxEntry>> {
-        let limit = match filter.limit {
-            0 => DEFAULT_LIST_LIMIT,
-            n => n.min(MAX_LIST_LIMIT),
-        } as usize;
-        let mut req = self
-            .client
-            .query()
-            .table_name(&*self.table)
-            .index_name(BY_TIME.name)
-            .key_condition_expression("#tpk = :pk")
-            .expression_attribute_names("#tpk", BY_TIME.pk)
-            .expression_attribute_values(":pk", s(OUTBOX_BY_TIME));
+        let limit = list_limit(filter.limit);
+        let mut req = self.by_time_partition(OUTBOX_BY_TIME);
         let mut conditions = Vec::new();
         if let Some(order) = &filter.order_id {
             conditions.push("#oid = :oid");
