@@ -1,10 +1,20 @@
 //! Concurrency properties of the completion pipeline, bounded and run in CI
-//! on the SQLite store. Each property is a function taking a built [`App`],
-//! so a fixture for another store (DynamoDB) can call the same functions.
+//! on both stores: the embedded SQLite store, and the DynamoDB store on the
+//! stand-in `.ci/run` starts (`AGENTGATE_DYNAMODB_ENDPOINT`; without it
+//! the DynamoDB tests say NOT RUN, and under `CI=true` they fail). Each
+//! property is one function taking a built [`App`]; each store has a
+//! fixture that builds one, and a test per property calls the same
+//! function with it.
 //!
 //! - 64 concurrent completes with one idempotency key: one order, one charge.
 //! - 200 buyers racing for 10 units: 10 orders, stock 0, and the stock,
 //!   sampled all through the race, never leaves `0..=units` nor rises.
+//!
+//! The stand-in handles one request at a time, so on DynamoDB every race
+//! is fully serialised at the store; the gateway's own locking and
+//! conditional writes are what keeps the counts right either way.
+
+mod support;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,17 +39,46 @@ fn usd(minor: i64) -> Money {
     Money::new(minor, Currency::usd())
 }
 
-/// A fresh SQLite-backed app in its own temporary data dir.
-async fn sqlite_app() -> (tempfile::TempDir, App) {
-    let dir = tempfile::tempdir().unwrap();
+fn settings(dir: &tempfile::TempDir) -> Settings {
     let raw = RawSettings {
         data_dir: dir.path().to_owned(),
         public_base_url: Some("https://shop.example".into()),
         merchant_name: "Demo Shop".into(),
         ..RawSettings::default()
     };
-    let app = bootstrap::build(Settings::from_raw(raw).unwrap()).await.unwrap();
+    Settings::from_raw(raw).unwrap()
+}
+
+/// A fresh SQLite-backed app in its own temporary data dir.
+async fn sqlite_app() -> (tempfile::TempDir, App) {
+    let dir = tempfile::tempdir().unwrap();
+    let app = bootstrap::build(settings(&dir)).await.unwrap();
     (dir, app)
+}
+
+/// A fresh app on the DynamoDB store, with a table of its own on the
+/// stand-in, or `None` (after saying why) without an endpoint.
+#[cfg(feature = "aws")]
+async fn dynamodb_app() -> Option<(tempfile::TempDir, App)> {
+    use agentgate::adapters::dynamodb::{self, create_table, CreateOptions};
+    use agentgate::settings::{DynamoSettings, StoreKind};
+
+    let endpoint = support::dynamodb_endpoint()?;
+    let table = DynamoSettings {
+        table: format!("agentgate-race-{}", uuid::Uuid::now_v7().simple()),
+        endpoint_url: Some(endpoint),
+        region: None,
+    };
+    let client = dynamodb::client(&table).await.expect("client");
+    let options =
+        CreateOptions { point_in_time_recovery: false, wait: std::time::Duration::from_secs(30) };
+    create_table(&client, &table.table, options).await.expect("create table");
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(&dir);
+    settings.store = StoreKind::Dynamodb;
+    settings.dynamodb = table;
+    let app = bootstrap::build(settings).await.unwrap();
+    Some((dir, app))
 }
 
 /// A session in `ready_for_complete` owned by `owner` for `quantity` of
@@ -234,4 +273,23 @@ async fn sqlite_64_same_key_completes_make_one_order_and_one_charge() {
 async fn sqlite_200_buyers_for_10_units_make_10_orders() {
     let (_dir, app) = sqlite_app().await;
     buyers_race_for_scarce_stock(&app, 200, 10).await;
+}
+
+#[cfg(feature = "aws")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_64_same_key_completes_make_one_order_and_one_charge() {
+    let Some((_dir, app)) = dynamodb_app().await else { return };
+    same_key_completes_make_one_order(&app, 64).await;
+}
+
+/// 40 buyers, not 200, on DynamoDB: the stand-in serves one request at a
+/// time, at about 60 ms each once the table holds the race's sessions, and
+/// 200 buyers queue some 2,000 requests there (over two minutes) and push
+/// requests past the store's 5 s attempt timeout. 40 buyers for 10 units
+/// still make 30 of them lose the race.
+#[cfg(feature = "aws")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_40_buyers_for_10_units_make_10_orders() {
+    let Some((_dir, app)) = dynamodb_app().await else { return };
+    buyers_race_for_scarce_stock(&app, 40, 10).await;
 }

@@ -66,7 +66,10 @@ impl Edge {
                 .header("content-type", "application/json")
                 .header("idempotency-key", uuid::Uuid::new_v4().to_string());
             if mcp {
+                // A loopback Host: without one the MCP transport refuses
+                // the request before any tool sees its arguments.
                 req = req
+                    .header("host", "localhost")
                     .header("accept", "application/json, text/event-stream")
                     .header("mcp-protocol-version", "2025-11-25");
             } else {
@@ -229,9 +232,22 @@ fn ucp_rest_survives_hostile_path_ids() {
     });
 }
 
+/// The MCP requests of these tests reach the tools: a valid call gets a
+/// tool result, not a transport refusal. Without it the properties below
+/// could pass on refusals alone.
+fn assert_mcp_reaches_tools(edge: &Edge) {
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": "scout_inventory", "arguments": {"query": "tee"}}});
+    let (status, bytes) = edge.send(Method::POST, "/mcp", true, call.to_string().into_bytes());
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    assert!(body["result"]["content"].is_array(), "{body}");
+}
+
 #[test]
 fn mcp_tools_survive_arbitrary_arguments() {
     let edge = edge();
+    assert_mcp_reaches_tools(&edge);
     proptest!(config(), |(tool in 0..MCP_TOOLS.len(), args in arb_json())| {
         let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                           "params": {"name": MCP_TOOLS[tool], "arguments": args}});
@@ -243,6 +259,7 @@ fn mcp_tools_survive_arbitrary_arguments() {
 #[test]
 fn mcp_survives_arbitrary_bytes() {
     let edge = edge();
+    assert_mcp_reaches_tools(&edge);
     proptest!(config(), |(raw in prop::collection::vec(any::<u8>(), 0..256))| {
         let (status, bytes) = edge.send(Method::POST, "/mcp", true, raw);
         prop_assert!(status < 500, "{status}: {}", String::from_utf8_lossy(&bytes));
