@@ -8,6 +8,14 @@ use clap::Parser;
 use agentgate::cli::{init_logging, init_logging_at, Cli, Command};
 use agentgate::settings::Settings;
 
+/// The server allocates and frees many small buffers per request (JSON
+/// values, headers, SQLite rows); mimalloc's thread-local free lists make
+/// that cheaper in instructions than glibc malloc, at a much higher peak
+/// RSS, so it is opt-in (the `mimalloc` feature; see docs/performance.md).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The command line, with one addition: Lambda's `provided` runtimes start
 /// an executable named `bootstrap` with no arguments, and `cargo lambda
 /// build` names this binary so. A bare `bootstrap` therefore means

@@ -155,6 +155,9 @@ pub struct Gateway {
     rate_limiter: rate_limit::RateLimiter,
     /// API keys and the token issuer.
     authenticator: auth::Authenticator,
+    /// The business offer without and with the AP2 mandate extension,
+    /// built on first use (see `negotiation.rs`).
+    offers: std::sync::OnceLock<[crate::ucp::negotiate::Offer; 2]>,
 }
 
 impl Gateway {
@@ -182,6 +185,7 @@ impl Gateway {
             trusted_agent_keys: PublicKeySet::new(),
             external_checkout: None,
             external_orders: None,
+            offers: std::sync::OnceLock::new(),
         }
     }
 

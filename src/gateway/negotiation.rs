@@ -23,18 +23,37 @@ impl Gateway {
     /// rendered from, without the AP2 mandate extension (see
     /// [`Gateway::negotiate_with_ap2`]).
     pub fn ucp_offer(&self) -> Offer {
-        self.offer(false)
+        self.offer(false).clone()
+    }
+
+    /// The offer with the AP2 mandate extension when the
+    /// `ap2_mandate_extension` setting allows it, as the UCP REST binding
+    /// negotiates.
+    pub fn ucp_offer_with_ap2(&self) -> &Offer {
+        self.offer(true)
     }
 
     /// The offer, with the AP2 mandate extension when `ap2` is asked for
     /// and the `ap2_mandate_extension` setting allows it.
-    fn offer(&self, ap2: bool) -> Offer {
-        business_offer(&ProfileInput {
-            public_base_url: &self.settings.public_base_url,
-            signing_keys: Vec::new(),
-            payment_processors: vec![self.payments.name()],
-            ap2_mandate: ap2 && self.settings.ap2_mandate_extension,
-        })
+    ///
+    /// Both offers depend only on the settings and the payment processor,
+    /// which are fixed for the life of the gateway, so each is built once
+    /// and kept rather than rebuilt on every negotiation.
+    fn offer(&self, ap2: bool) -> &Offer {
+        let build = |ap2: bool| {
+            business_offer(&ProfileInput {
+                public_base_url: &self.settings.public_base_url,
+                signing_keys: Vec::new(),
+                payment_processors: vec![self.payments.name()],
+                ap2_mandate: ap2 && self.settings.ap2_mandate_extension,
+            })
+        };
+        let [plain, with_ap2] = self.offers.get_or_init(|| [build(false), build(true)]);
+        if ap2 {
+            with_ap2
+        } else {
+            plain
+        }
     }
 
     /// Parses a platform profile URL as this deployment allows it: HTTPS
@@ -73,7 +92,7 @@ impl Gateway {
         match profile {
             Some(url) => {
                 let doc = self.profiles.fetch(url).await?;
-                negotiate::negotiate(&offer, url.clone(), &doc)
+                negotiate::negotiate(offer, url.clone(), &doc)
             }
             None => {
                 let own = format!("{}/.well-known/ucp", self.settings.public_base_url);
@@ -86,7 +105,7 @@ impl Gateway {
                     .map(|c| (c.name.clone(), json!([{ "version": c.version }])))
                     .collect();
                 let profile = json!({"ucp": {"version": VERSION, "capabilities": capabilities}});
-                negotiate::negotiate(&offer, url, &profile)
+                negotiate::negotiate(offer, url, &profile)
             }
         }
     }

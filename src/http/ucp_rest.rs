@@ -67,10 +67,7 @@ use crate::gateway::{
 };
 use crate::ports::{SearchQuery, StoredResponse};
 use crate::ucp::negotiate::{self, Negotiated, Resource, SchemeRule};
-use crate::ucp::profile::{
-    business_offer, ProfileInput, AP2_MANDATE, CART, CATALOG_LOOKUP, CATALOG_SEARCH, CHECKOUT,
-    ORDER,
-};
+use crate::ucp::profile::{AP2_MANDATE, CART, CATALOG_LOOKUP, CATALOG_SEARCH, CHECKOUT, ORDER};
 use crate::ucp::wire::{self, v2026_01_11, v2026_04_08, CompletionRequest, WireVersion};
 use crate::ucp::VERSION;
 
@@ -124,13 +121,8 @@ impl Ucp {
     }
 }
 
-fn offer(gateway: &Gateway) -> negotiate::Offer {
-    business_offer(&ProfileInput {
-        public_base_url: &gateway.settings().public_base_url,
-        signing_keys: Vec::new(),
-        payment_processors: vec![gateway.payments().name()],
-        ap2_mandate: gateway.settings().ap2_mandate_extension,
-    })
+fn offer(gateway: &Gateway) -> &negotiate::Offer {
+    gateway.ucp_offer_with_ap2()
 }
 
 /// Negotiates with the platform named in `UCP-Agent`, or with the
@@ -163,7 +155,7 @@ async fn negotiate(gateway: &Gateway, headers: &HeaderMap, authed: Option<&Calle
             .map(|c| (c.name.clone(), json!([{ "version": c.version }])))
             .collect();
         let profile = json!({"ucp": {"version": VERSION, "capabilities": capabilities}});
-        let negotiated = negotiate::negotiate(&offer, url, &profile)?;
+        let negotiated = negotiate::negotiate(offer, url, &profile)?;
         return Ok(Ucp {
             negotiated,
             caller: authed.unwrap_or_else(Caller::anonymous),
@@ -179,7 +171,7 @@ async fn negotiate(gateway: &Gateway, headers: &HeaderMap, authed: Option<&Calle
     let url = negotiate::profile_url_from_header(&values.join(", "), rule)?;
     let profile = gateway.profiles().fetch(&url).await?;
     let caller = authed.unwrap_or_else(|| Caller::subject(format!("ucp-platform:{url}")));
-    let negotiated = negotiate::negotiate(&offer, url.clone(), &profile)?;
+    let negotiated = negotiate::negotiate(offer, url.clone(), &profile)?;
     Ok(Ucp { negotiated, caller, profile: Some(url) })
 }
 
