@@ -60,19 +60,9 @@ async fn sqlite_app() -> (tempfile::TempDir, App) {
 /// stand-in, or `None` (after saying why) without an endpoint.
 #[cfg(feature = "aws")]
 async fn dynamodb_app() -> Option<(tempfile::TempDir, App)> {
-    use agentgate::adapters::dynamodb::{self, create_table, CreateOptions};
-    use agentgate::settings::{DynamoSettings, StoreKind};
+    use agentgate::settings::StoreKind;
 
-    let endpoint = support::dynamodb_endpoint()?;
-    let table = DynamoSettings {
-        table: format!("agentgate-race-{}", uuid::Uuid::now_v7().simple()),
-        endpoint_url: Some(endpoint),
-        region: None,
-    };
-    let client = dynamodb::client(&table).await.expect("client");
-    let options =
-        CreateOptions { point_in_time_recovery: false, wait: std::time::Duration::from_secs(30) };
-    create_table(&client, &table.table, options).await.expect("create table");
+    let (_client, table) = support::dynamodb_table("agentgate-race").await?;
     let dir = tempfile::tempdir().unwrap();
     let mut settings = settings(&dir);
     settings.store = StoreKind::Dynamodb;

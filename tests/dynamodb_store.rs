@@ -13,9 +13,8 @@ mod store_contract;
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration as StdDuration;
 
-use agentgate::adapters::dynamodb::{self, create_table, CreateOptions, DynamoStore};
+use agentgate::adapters::dynamodb::{create_table, CreateOptions, DynamoStore};
 use agentgate::domain::order::PaymentRecord;
 use agentgate::domain::{
     CheckoutId, CheckoutSession, CheckoutStatus, Currency, ErrorCode, LedgerEntry, LedgerKind,
@@ -32,23 +31,10 @@ use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
 /// Settings for a fresh, uniquely named table on the stand-in.
-fn table_settings(endpoint: &str) -> DynamoSettings {
-    DynamoSettings {
-        table: format!("agentgate-test-{}", uuid::Uuid::now_v7().simple()),
-        endpoint_url: Some(endpoint.to_owned()),
-        region: None,
-    }
-}
-
 /// A client and a fresh table, or `None` (after saying why) without an
 /// endpoint.
 async fn fresh_table() -> Option<(aws_sdk_dynamodb::Client, DynamoSettings)> {
-    let endpoint = support::dynamodb_endpoint()?;
-    let settings = table_settings(&endpoint);
-    let client = dynamodb::client(&settings).await.expect("client");
-    let options = CreateOptions { point_in_time_recovery: false, wait: StdDuration::from_secs(30) };
-    create_table(&client, &settings.table, options).await.expect("create table");
-    Some((client, settings))
+    support::dynamodb_table("agentgate-test").await
 }
 
 async fn fresh_store() -> Option<DynamoStore> {

@@ -15,8 +15,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use agentgate::adapters::dynamodb::{self, create_table, CreateOptions};
-use agentgate::settings::DynamoSettings;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
@@ -203,16 +201,8 @@ fn json_body(answer: &Answer) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_answers_api_gateway_events() {
-    let Some(endpoint) = support::dynamodb_endpoint() else { return };
-    let table = DynamoSettings {
-        table: format!("agentgate-lambda-{}", uuid::Uuid::now_v7().simple()),
-        endpoint_url: Some(endpoint.clone()),
-        region: None,
-    };
-    let client = dynamodb::client(&table).await.unwrap();
-    let options = CreateOptions { point_in_time_recovery: false, wait: Duration::from_secs(30) };
-    create_table(&client, &table.table, options).await.unwrap();
-
+    let Some((_client, table)) = support::dynamodb_table("agentgate-lambda").await else { return };
+    let endpoint = table.endpoint_url.clone().expect("the stand-in's endpoint");
     let dir = tempfile::tempdir().unwrap();
     // Lambda starts an executable named `bootstrap` with no arguments.
     // `AGENTGATE_BOOTSTRAP_BIN` swaps in another build of the binary (a

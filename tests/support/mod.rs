@@ -70,6 +70,25 @@ pub fn dynamodb_endpoint() -> Option<String> {
     }
 }
 
+/// A client and a new, empty table named `<prefix>-<uuid>` on the DynamoDB
+/// stand-in, or `None` (after saying why) without an endpoint.
+#[cfg(feature = "aws")]
+pub async fn dynamodb_table(
+    prefix: &str,
+) -> Option<(aws_sdk_dynamodb::Client, agentgate::settings::DynamoSettings)> {
+    use agentgate::adapters::dynamodb::{self, create_table, CreateOptions};
+    let settings = agentgate::settings::DynamoSettings {
+        table: format!("{prefix}-{}", uuid::Uuid::now_v7().simple()),
+        endpoint_url: Some(dynamodb_endpoint()?),
+        region: None,
+    };
+    let client = dynamodb::client(&settings).await.expect("DynamoDB client");
+    let options =
+        CreateOptions { point_in_time_recovery: false, wait: std::time::Duration::from_secs(30) };
+    create_table(&client, &settings.table, options).await.expect("create table");
+    Some((client, settings))
+}
+
 /// Runs one pytest file from `tests/python/` with the CI venv, giving it the
 /// freshly built binary as `AGENTGATE_BIN` plus `env`, and fails the test
 /// with pytest's output if any Python test fails. Returns false (after
