@@ -190,6 +190,12 @@ struct Resolved {
     line: LineItem,
 }
 
+/// The catalog's answers already read while serving one request, by
+/// variant id: [`Gateway::recompute`] takes them instead of reading the same
+/// products again a moment later. A create read each line's product twice,
+/// which was a fifth of its work.
+type Known = BTreeMap<VariantId, (Product, VariantId)>;
+
 impl Gateway {
     /// The render context of `session` (see [`CheckoutView`]).
     pub fn checkout_view<'a>(&'a self, session: &'a CheckoutSession) -> CheckoutView<'a> {
@@ -227,7 +233,7 @@ impl Gateway {
             LinesInput::Items(items) => (items.clone(), None),
             LinesInput::Cart(id) => (self.cart_items(caller, id).await?, Some(id.clone())),
         };
-        let resolved = match self.resolve_items(&items, cart_id.is_some()).await? {
+        let (resolved, known) = match self.resolve_items(&items, cart_id.is_some()).await? {
             Ok(r) => r,
             Err(messages) => return Ok(CheckoutOutcome::Rejected(messages)),
         };
@@ -245,7 +251,7 @@ impl Gateway {
         session.capabilities = ctx.capabilities.clone();
         set_lines(&mut session, resolved);
         let pending = self.apply_input(&mut session, &input);
-        let session = self.recompute(session, pending).await?;
+        let session = self.recompute(session, pending, &known).await?;
         self.store.insert_checkout(&session).await?;
         Ok(CheckoutOutcome::Session(session))
     }
@@ -279,7 +285,7 @@ impl Gateway {
                 return Err(Error::invalid("a checkout's cart is set when it is created"))
             }
         };
-        let resolved = match self.resolve_items(&items, false).await? {
+        let (resolved, known) = match self.resolve_items(&items, false).await? {
             Ok(r) => r,
             Err(messages) => return Ok(CheckoutOutcome::Rejected(messages)),
         };
@@ -294,7 +300,7 @@ impl Gateway {
                 pending.extend(request_messages(&session));
             }
             session.updated_at = now;
-            let session = self.recompute(session, pending).await?;
+            let session = self.recompute(session, pending, &known).await?;
             match self.store.update_checkout(&session, version).await {
                 Ok(_) => return Ok(CheckoutOutcome::Session(session)),
                 Err(e) if e.code() == ErrorCode::VersionConflict => continue,
@@ -359,7 +365,7 @@ impl Gateway {
         &self,
         items: &[ItemInput],
         from_cart: bool,
-    ) -> Result<std::result::Result<Vec<Resolved>, Vec<Message>>> {
+    ) -> Result<std::result::Result<(Vec<Resolved>, Known), Vec<Message>>> {
         let mut merged: Vec<ItemInput> = Vec::new();
         for item in items {
             if item.quantity == 0 || item.quantity > crate::domain::cart::MAX_LINE_QUANTITY {
@@ -393,9 +399,13 @@ impl Gateway {
             }
         }
         let mut resolved = Vec::new();
+        let mut known = Known::new();
         let mut missing = Vec::new();
         for (i, item) in merged.iter().enumerate() {
             let found = self.catalog.variant(&item.variant).await?;
+            if let Some(f) = &found {
+                known.insert(item.variant.clone(), f.clone());
+            }
             let variant = found.as_ref().and_then(|(p, vid)| p.variant(vid).map(|v| (p, v)));
             match variant {
                 Some((product, v)) => resolved.push(Resolved {
@@ -425,7 +435,7 @@ impl Gateway {
                 }
             }
         }
-        Ok(if missing.is_empty() { Ok(resolved) } else { Err(missing) })
+        Ok(if missing.is_empty() { Ok((resolved, known)) } else { Err(missing) })
     }
 
     /// Applies the non-line parts of `input` to `session`. Returns messages
@@ -492,11 +502,13 @@ impl Gateway {
     }
 
     /// Re-derives everything derived on `session` (see the module docs) and
-    /// settles its status. `kept` are messages about the request to keep.
+    /// settles its status. `kept` are messages about the request to keep;
+    /// `known` are catalog answers this request has already read.
     async fn recompute(
         &self,
         mut s: CheckoutSession,
         kept: Vec<Message>,
+        known: &Known,
     ) -> Result<CheckoutSession> {
         let now = self.now();
         let mut messages: Vec<Message> = Vec::new();
@@ -504,7 +516,10 @@ impl Gateway {
         // Prices, titles and stock from the catalog.
         let mut categories: Vec<String> = Vec::with_capacity(s.line_items.len());
         for (i, line) in s.line_items.iter_mut().enumerate() {
-            let found = self.catalog.variant(&line.variant_id).await?;
+            let found = match known.get(&line.variant_id) {
+                Some(found) => Some(found.clone()),
+                None => self.catalog.variant(&line.variant_id).await?,
+            };
             let current = found.as_ref().and_then(|(p, vid)| p.variant(vid).map(|v| (p, v)));
             let path = format!("$.line_items[{i}]");
             match current {
