@@ -1,5 +1,7 @@
 //! Independent implementations checking the gateway's wire formats: the
-//! Python tests in `tests/python/`, run with the CI venv.
+//! Python tests in `tests/python/`, run with the CI venv. Also the check
+//! that the DynamoDB stand-in the DynamoDB tests run against keeps
+//! DynamoDB's semantics.
 
 mod support;
 
@@ -26,4 +28,16 @@ fn stripe_library_signed_webhooks_are_verified() {
 #[test]
 fn python_sd_jwt_mandates_are_accepted() {
     support::run_pytest("test_sdjwt_interop.py", &[]);
+}
+
+/// The DynamoDB stand-in (`tests/python/moto_serial.py`, moto with
+/// item-level transaction snapshots and client request tokens): a
+/// cancelled or refused transaction leaves every item it names as it was,
+/// a successful one is applied once per token (another set of items under
+/// the same token is `IdempotentParameterMismatchException`), no table is
+/// copied or kept per transaction, and requests are served in arrival
+/// order.
+#[test]
+fn dynamodb_stand_in_keeps_transactions_all_or_nothing_and_once_per_token() {
+    support::run_pytest("test_moto_serial.py", &[]);
 }
