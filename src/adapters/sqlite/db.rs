@@ -78,7 +78,8 @@ pub struct Db {
     writes: Option<Sender<Box<dyn WriteJob>>>,
     /// The queue every reader thread takes from.
     reads: Option<Sender<ReadJob>>,
-    threads: Vec<JoinHandle<()>>,
+    /// Each thread hands its connection back when it exits.
+    threads: Vec<JoinHandle<Connection>>,
 }
 
 /// Prepared statements each connection keeps. The store runs a few dozen
@@ -165,7 +166,10 @@ impl Db {
             let queue = read_queue.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("sqlite-reader-{i}"))
-                .spawn(move || read_loop(&conn, &queue))
+                .spawn(move || {
+                    read_loop(&conn, &queue);
+                    conn
+                })
                 .map_err(spawn_failed)?;
             db.threads.push(thread);
         }
@@ -267,16 +271,29 @@ impl Db {
 impl Drop for Db {
     /// Closes the queues and waits for the threads, so every write already
     /// queued is committed (and answered) before the connections close.
+    ///
+    /// The connections are then closed here, one after the other, readers
+    /// first: the last one to close checkpoints the write-ahead log and
+    /// removes it, which none does when they close at the same moment on
+    /// their own threads (each still sees the others).
     fn drop(&mut self) {
         self.writes = None;
         self.reads = None;
         let me = std::thread::current().id();
+        let mut connections = Vec::with_capacity(self.threads.len());
         for thread in self.threads.drain(..) {
             // A job that held the last handle drops it on a database thread,
             // which cannot wait for itself; it exits once the job returns.
             if thread.thread().id() != me {
-                let _ = thread.join();
+                connections.extend(thread.join().ok());
             }
+        }
+        // The writer's thread came first; its connection closes last.
+        if !connections.is_empty() {
+            connections.rotate_left(1);
+        }
+        for conn in connections {
+            drop(conn);
         }
     }
 }
@@ -357,7 +374,7 @@ where
 /// queued by then (up to [`MAX_BATCH`], and up to a write that runs alone),
 /// runs them in one transaction and answers them after its commit. Exits
 /// when the queue is closed and empty.
-fn write_loop(mut conn: Connection, queue: &Receiver<Box<dyn WriteJob>>) {
+fn write_loop(mut conn: Connection, queue: &Receiver<Box<dyn WriteJob>>) -> Connection {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut next = None;
     loop {
@@ -365,7 +382,7 @@ fn write_loop(mut conn: Connection, queue: &Receiver<Box<dyn WriteJob>>) {
             Some(job) => job,
             None => match queue.recv() {
                 Ok(job) => job,
-                Err(_) => return,
+                Err(_) => return conn,
             },
         };
         if first.alone() {
@@ -719,19 +736,31 @@ mod tests {
 
     /// Dropping the last handle waits for the threads, so every connection
     /// is closed when it returns: the last one to close checkpoints the
-    /// write-ahead log and removes it.
+    /// write-ahead log and removes it. Repeated, because connections closed
+    /// at the same moment on their own threads would sometimes leave it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn dropping_closes_every_connection() {
-        let (dir, db) = table_db();
-        for x in 0..20 {
-            db.write(insert(x)).await.unwrap();
-        }
-        assert_eq!(rows(&db).await.len(), 20);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
         let wal = dir.path().join("t.db-wal");
-        assert!(wal.exists());
-        drop(db);
-        assert!(!wal.exists());
-        let conn = Connection::open(dir.path().join("t.db")).unwrap();
+        let migrations: &[Migration] = &[("001_t", "CREATE TABLE t (x INTEGER PRIMARY KEY)")];
+        for round in 0..20 {
+            let db = Db::open(&path, migrations).unwrap();
+            db.write(insert(round)).await.unwrap();
+            let reads: Vec<_> = (0..16)
+                .map(|_| {
+                    let db = Arc::clone(&db);
+                    tokio::spawn(async move { rows(&db).await.len() })
+                })
+                .collect();
+            for r in reads {
+                assert_eq!(r.await.unwrap(), usize::try_from(round).unwrap() + 1);
+            }
+            assert!(wal.exists());
+            drop(db);
+            assert!(!wal.exists(), "round {round}");
+        }
+        let conn = Connection::open(&path).unwrap();
         let n: i64 = conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 20);
     }
