@@ -278,7 +278,11 @@ impl SqliteCatalog {
             sold_out: products.iter().filter(|p| p.variants.iter().all(|v| v.stock == 0)).count(),
             catalog_products: 0,
         };
-        report.catalog_products = self.db.write(move |conn| import_all(conn, &products)).await?;
+        // Alone, in its own transaction: the import is large, and inside the
+        // writer's batch transaction it would be a savepoint, for which
+        // SQLite keeps the old copy of every page it changes.
+        report.catalog_products =
+            self.db.write_alone(move |conn| import_all(conn, &products)).await?;
         Ok(report)
     }
 }

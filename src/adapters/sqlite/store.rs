@@ -13,12 +13,14 @@
 //!   version = ?`, with a second look to tell `version_conflict` from
 //!   `not_found`;
 //! - conditional decrement: `UPDATE stock … WHERE quantity >= ?`;
-//! - the checkout commit: one `BEGIN IMMEDIATE` transaction that rolls back
-//!   on the first failed condition.
+//! - the checkout commit: one savepoint that rolls back on the first failed
+//!   condition.
 //!
-//! Every write goes through the single writer connection of [`Db`], so
-//! writes are serialised in this process; `BEGIN IMMEDIATE` also keeps a
-//! second process (a CLI import) from interleaving.
+//! Every write goes through the single writer thread of [`Db`], so writes
+//! are serialised in this process. Each write runs in its own savepoint
+//! inside a `BEGIN IMMEDIATE` transaction the writer shares among the
+//! writes queued together; `BEGIN IMMEDIATE` also keeps a second process
+//! (a CLI import) from interleaving.
 //!
 //! Times that are compared in SQL (expiry, ledger ranges, order listing) are
 //! stored as INTEGER Unix nanoseconds, which sort and compare exactly; the
@@ -39,7 +41,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rusqlite::types::ToSql;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 use time::OffsetDateTime;
 
 use super::db::{CachedExt, Db, Migration};
@@ -359,8 +361,11 @@ fn expected_version(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(-1)
 }
 
-fn immediate(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>> {
-    conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(Error::store)
+/// A unit of statements that stands or falls together. Every write runs
+/// inside the writer's batch transaction (see [`Db::write`]), so the unit
+/// is a savepoint; dropping it without `commit` rolls it back.
+fn atomic(conn: &mut Connection) -> Result<rusqlite::Savepoint<'_>> {
+    conn.savepoint().map_err(Error::store)
 }
 
 fn already_exists(what: &str, id: &str) -> Error {
@@ -970,7 +975,7 @@ impl Store for SqliteStore {
         let outbox = outbox.to_vec();
         self.db
             .write(move |conn| {
-                let tx = immediate(conn)?;
+                let tx = atomic(conn)?;
                 let version = tx
                     .row_cached(
                         "UPDATE orders SET version = version + 1, checkout_id = ?3, owner = ?4,
@@ -1012,7 +1017,7 @@ impl Store for SqliteStore {
         let store = self.clone();
         self.db
             .write(move |conn| {
-                let tx = immediate(conn)?;
+                let tx = atomic(conn)?;
                 // Put-if-absent, where an expired record counts as absent and
                 // is taken over in place.
                 let n = tx
@@ -1201,7 +1206,7 @@ impl Store for SqliteStore {
         let sku = sku.as_str().to_owned();
         self.db
             .write(move |conn| {
-                let tx = immediate(conn)?;
+                let tx = atomic(conn)?;
                 let current = tx
                     .row_cached("SELECT quantity FROM stock WHERE sku = ?1", [&sku], |r| {
                         r.get::<_, i64>(0)
@@ -1235,7 +1240,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    /// One `BEGIN IMMEDIATE` transaction: look for the record, then
+    /// One savepoint: look for the record, then
     /// read-add-write the stock and insert the record. The single writer
     /// serialises it with every checkout commit, so no decrement is lost.
     async fn adjust_stock_audited(&self, sku: &Sku, record: &AuditRecord) -> Result<AuditedStock> {
@@ -1244,7 +1249,7 @@ impl Store for SqliteStore {
         let at = nanos(record.at)?;
         self.db
             .write(move |conn| {
-                let tx = immediate(conn)?;
+                let tx = atomic(conn)?;
                 if let Some(existing) = get_audit(&tx, &record.id)? {
                     return Ok(AuditedStock::Existing(existing));
                 }
@@ -1445,7 +1450,7 @@ impl Store for SqliteStore {
             .write(move |conn| {
                 // Dropping `tx` without commit rolls back, so every early
                 // return below leaves nothing half-written.
-                let tx = immediate(conn)?;
+                let tx = atomic(conn)?;
                 session.update(&tx, "checkouts", "checkout session", commit.expected_version)?;
                 for (sku, quantity) in &commit.stock {
                     decrement(&tx, sku.as_str(), *quantity)?;
