@@ -175,7 +175,13 @@ async fn platform() -> String {
     format!("profile=\"http://{addr}/.well-known/ucp\"")
 }
 
-async fn mcp(http: &reqwest::Client, base: &str, name: &str, args: &Value) -> Option<Value> {
+/// Sends one `tools/call` over MCP HTTP and returns the reply's body.
+async fn call_tool(
+    http: &reqwest::Client,
+    base: &str,
+    name: &str,
+    args: &Value,
+) -> Option<bytes::Bytes> {
     let resp = http
         .post(format!("{base}/mcp"))
         .header("content-type", "application/json")
@@ -186,7 +192,12 @@ async fn mcp(http: &reqwest::Client, base: &str, name: &str, args: &Value) -> Op
         .send()
         .await
         .ok()?;
-    let body: Value = resp.json().await.ok()?;
+    resp.bytes().await.ok()
+}
+
+async fn mcp(http: &reqwest::Client, base: &str, name: &str, args: &Value) -> Option<Value> {
+    let bytes = call_tool(http, base, name, args).await?;
+    let body: Value = serde_json::from_slice(&bytes).ok()?;
     (body["result"]["isError"] == false).then(|| body["result"]["structuredContent"].clone())
 }
 
@@ -221,17 +232,7 @@ async fn mcp_timed(
     name: &str,
     args: &Value,
 ) -> Option<Option<String>> {
-    let resp = http
-        .post(format!("{base}/mcp"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                      "params": {"name": name, "arguments": args}}))
-        .send()
-        .await
-        .ok()?;
-    let bytes = resp.bytes().await.ok()?;
+    let bytes = call_tool(http, base, name, args).await?;
     let reply: Reply = serde_json::from_slice(&bytes).ok()?;
     let result = reply.result?;
     (!result.is_error).then(|| result.structured.and_then(|s| s.status))
