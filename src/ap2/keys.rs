@@ -464,6 +464,9 @@ impl Es256Signer for PrivateKey {
     }
 
     fn sign_es256(&self, message: &[u8]) -> Result<[u8; SIGNATURE_LEN]> {
+        // p256 signs, not ring: its nonces are RFC 6979 (deterministic), so
+        // one message always gets one signature, which the checkout JWT
+        // and the receipts rely on; ring's are random.
         let sig: Signature = self.signing.try_sign(message).map_err(Error::internal)?;
         // Low-S keeps our own output canonical; see the note in jws.rs.
         let sig = sig.normalize_s().unwrap_or(sig);
