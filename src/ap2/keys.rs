@@ -725,6 +725,19 @@ mod tests {
         assert_eq!(ring.active_kid(), key(3).kid());
     }
 
+    /// One message, one signature: the checkout JWT and the receipts are
+    /// compared and replayed byte for byte (RFC 6979 nonces).
+    #[test]
+    fn signing_is_deterministic() {
+        let k = key(8);
+        let a = k.sign_es256(b"same state").unwrap();
+        assert_eq!(a, k.sign_es256(b"same state").unwrap());
+        assert_ne!(a, k.sign_es256(b"other state").unwrap());
+        jws::verify_es256(k.public().verifying_key(), b"same state", &a).unwrap();
+        let err = jws::verify_es256(k.public().verifying_key(), b"other state", &a).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::MandateInvalidSignature);
+    }
+
     #[test]
     fn signatures_verify_and_are_low_s() {
         let k = key(8);
