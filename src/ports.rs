@@ -334,6 +334,19 @@ pub trait Store: Send + Sync + 'static {
     /// when it was reserved before (a replay).
     async fn reserve_mandate_id(&self, id: &str, keep_until: OffsetDateTime) -> Result<bool>;
 
+    /// [`Store::reserve_mandate_id`] for each id in order, stopping at the
+    /// first replay; returns how many were newly reserved. The ids before
+    /// the replay stay reserved, those after it are not tried. A store
+    /// that can should do it in one write: a completion spends three ids.
+    async fn reserve_mandate_ids(&self, ids: &[(&str, OffsetDateTime)]) -> Result<usize> {
+        for (n, (id, keep_until)) in ids.iter().enumerate() {
+            if !self.reserve_mandate_id(id, *keep_until).await? {
+                return Ok(n);
+            }
+        }
+        Ok(ids.len())
+    }
+
     /// Put-if-absent of a webhook event id per source; `true` when new.
     async fn mark_webhook_seen(&self, source: &str, event_id: &str) -> Result<bool>;
     /// Forgets an event id whose processing failed after it was marked, so

@@ -755,6 +755,20 @@ fn read_payment(verified: &Verified) -> Result<PaymentClaims> {
 #[async_trait::async_trait]
 pub trait MandateIdReserver: Send + Sync {
     async fn reserve(&self, id: &str, keep_until: OffsetDateTime) -> Result<bool>;
+
+    /// Reserves `ids` in order and stops at the first one reserved before:
+    /// returns how many it newly reserved (all of them, or the position of
+    /// that first replay). The ids before a replay stay reserved and those
+    /// after it are not tried, as with one `reserve` per id; a store can do
+    /// the whole list in one write.
+    async fn reserve_in_order(&self, ids: &[MandateId]) -> Result<usize> {
+        for (n, id) in ids.iter().enumerate() {
+            if !self.reserve(&id.id, id.keep_until).await? {
+                return Ok(n);
+            }
+        }
+        Ok(ids.len())
+    }
 }
 
 /// Reserves every id of a verified chain, failing with `mandate_replayed` on
@@ -765,13 +779,12 @@ pub async fn reserve_mandate_ids(
     chain: &VerifiedChain,
     reserver: &dyn MandateIdReserver,
 ) -> Result<()> {
-    for id in chain.mandate_ids() {
-        if !reserver.reserve(&id.id, id.keep_until).await? {
-            return Err(Error::new(
-                ErrorCode::MandateReplayed,
-                "a mandate of this chain was already used",
-            ));
-        }
+    let ids = chain.mandate_ids();
+    if reserver.reserve_in_order(ids).await? < ids.len() {
+        return Err(Error::new(
+            ErrorCode::MandateReplayed,
+            "a mandate of this chain was already used",
+        ));
     }
     Ok(())
 }

@@ -286,6 +286,12 @@ impl MandateIdReserver for StoreReserver<'_> {
     async fn reserve(&self, id: &str, keep_until: OffsetDateTime) -> Result<bool> {
         self.0.reserve_mandate_id(id, keep_until).await
     }
+
+    async fn reserve_in_order(&self, ids: &[ap2::verify::MandateId]) -> Result<usize> {
+        let ids: Vec<(&str, OffsetDateTime)> =
+            ids.iter().map(|m| (m.id.as_str(), m.keep_until)).collect();
+        self.0.reserve_mandate_ids(&ids).await
+    }
 }
 
 #[cfg(test)]

@@ -103,6 +103,7 @@ macro_rules! store_contract_tests {
             idempotency_release_frees_only_in_progress_keys,
             idempotency_expired_records_are_taken_over,
             mandate_ids_are_reserved_once_until_they_expire,
+            mandate_ids_are_reserved_in_order_up_to_the_first_replay,
             webhook_events_are_deduplicated_per_source,
             stock_set_and_get,
             stock_decrement_is_conditional,
@@ -1004,6 +1005,25 @@ pub async fn mandate_ids_are_reserved_once_until_they_expire(store: Arc<dyn Stor
     assert!(store.reserve_mandate_id(&old, soon_expired()).await.unwrap());
     assert!(store.reserve_mandate_id(&old, later()).await.unwrap(), "expired ids are reusable");
     assert!(!store.reserve_mandate_id(&old, later()).await.unwrap());
+}
+
+/// A list of ids is reserved in order up to the first one used before;
+/// the ones before it stay reserved and the ones after it are not taken.
+pub async fn mandate_ids_are_reserved_in_order_up_to_the_first_replay(store: Arc<dyn Store>) {
+    let id = |n: &str| format!("mandate-{n}-{}", unique());
+    let (a, b, c, d, e) = (id("a"), id("b"), id("c"), id("d"), id("e"));
+    let all = [(a.as_str(), later()), (b.as_str(), later()), (c.as_str(), later())];
+    assert_eq!(store.reserve_mandate_ids(&all).await.unwrap(), 3);
+    assert!(!store.reserve_mandate_id(&b, later()).await.unwrap(), "each one is reserved");
+    let replayed = [(d.as_str(), later()), (b.as_str(), later()), (e.as_str(), later())];
+    assert_eq!(store.reserve_mandate_ids(&replayed).await.unwrap(), 1, "stops at b");
+    assert!(!store.reserve_mandate_id(&d, later()).await.unwrap(), "d stays reserved");
+    assert!(store.reserve_mandate_id(&e, later()).await.unwrap(), "e was not taken");
+    assert_eq!(store.reserve_mandate_ids(&[]).await.unwrap(), 0);
+    let old = id("old");
+    assert!(store.reserve_mandate_id(&old, soon_expired()).await.unwrap());
+    let renewed = [(old.as_str(), later()), (c.as_str(), later())];
+    assert_eq!(store.reserve_mandate_ids(&renewed).await.unwrap(), 1, "expired ids are reusable");
 }
 
 pub async fn webhook_events_are_deduplicated_per_source(store: Arc<dyn Store>) {
